@@ -1,0 +1,40 @@
+"""The application context: what every task and API handler works with.
+
+It is opened and closed in exactly one place (``open_context``); nothing else builds an
+engine or reads settings, so tests can open as many independent contexts as they like.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from librarian_async.config import Settings
+from librarian_async.db.engine import SessionMaker, create_engine, create_session_maker
+from librarian_async.db.types import utcnow
+
+
+@dataclass
+class Context:
+    """Settings plus the shared resources built from them."""
+
+    settings: Settings
+    engine: AsyncEngine
+    sessions: SessionMaker
+    now: Callable[[], datetime] = utcnow
+    monotonic: Callable[[], float] = field(default=time.monotonic)
+
+
+@asynccontextmanager
+async def open_context(settings: Settings) -> AsyncIterator[Context]:
+    """Build a Context from settings and dispose of its resources on exit."""
+    engine = create_engine(settings.resolved_database_url)
+    try:
+        yield Context(settings=settings, engine=engine, sessions=create_session_maker(engine))
+    finally:
+        await engine.dispose()

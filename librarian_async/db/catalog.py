@@ -105,3 +105,31 @@ async def instances_of(session: AsyncSession, file_name: str) -> Sequence[tuple[
 async def count_instances(session: AsyncSession, store_id: int) -> int:
     query = select(func.count()).select_from(Instance).where(Instance.store_id == store_id)
     return int(await session.scalar(query) or 0)
+
+
+async def recent_instances_page(
+    session: AsyncSession,
+    *,
+    store_id: int,
+    created_after: datetime,
+    after_id: int,
+    limit: int,
+) -> Sequence[tuple[Instance, File]]:
+    """A page of available instances on a store, created after a time, in id order.
+
+    Keyset pagination (``after_id``) keeps every page one indexed range scan, however large
+    the window is; the file row comes in the same query.
+    """
+    query = (
+        select(Instance, File)
+        .join(File, File.name == Instance.file_name)
+        .where(
+            Instance.store_id == store_id,
+            Instance.created_time >= created_after,
+            Instance.available.is_(True),
+            Instance.id > after_id,
+        )
+        .order_by(Instance.id)
+        .limit(limit)
+    )
+    return [(row[0], row[1]) for row in (await session.execute(query)).all()]

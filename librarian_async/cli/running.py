@@ -1,0 +1,96 @@
+"""``config check`` and ``run``."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import signal
+import sys
+from pathlib import Path
+from typing import Any
+
+from librarian_async.cli.common import database
+from librarian_async.config import Settings, TaskConfig, load_task_config
+from librarian_async.errors import ConfigError, DatabaseError
+from librarian_async.runner import build_scheduler, validate_against_catalogue
+from librarian_async.scheduler import RunResult, Scheduler
+
+
+def register(commands: Any) -> None:
+    config = commands.add_parser("config", help="background task configuration")
+    actions = config.add_subparsers(dest="action", required=True, metavar="ACTION")
+    check = actions.add_parser("check", help="validate a task configuration file")
+    check.add_argument(
+        "file", nargs="?", type=Path, help="default: the file named by LIBRARIAN_BACKGROUND_CONFIG"
+    )
+    check.add_argument(
+        "--offline",
+        action="store_true",
+        help="do not check store and librarian names against the database",
+    )
+    check.set_defaults(handler=check_config)
+
+    run = commands.add_parser("run", help="run the background tasks")
+    run.add_argument("--config", type=Path, help="default: LIBRARIAN_BACKGROUND_CONFIG")
+    run.add_argument(
+        "--once",
+        action="store_true",
+        help="run every entry once and exit: 0 clean, 1 problems, 2 bad config",
+    )
+    run.add_argument("--only", nargs="+", metavar="NAME", help="only these task names")
+    run.set_defaults(handler=run_tasks)
+
+
+def config_path(given: Path | None, settings: Settings) -> Path:
+    path = given or settings.background_config
+    if path is None:
+        raise ConfigError("no configuration file: pass FILE or set LIBRARIAN_BACKGROUND_CONFIG")
+    return path
+
+
+async def check_config(args: argparse.Namespace, settings: Settings) -> int:
+    config = load_task_config(config_path(args.file, settings))
+    if not args.offline:
+        try:
+            async with database(settings) as app:
+                await validate_against_catalogue(app, config)
+        except DatabaseError as error:
+            print(f"warning: names not checked against the catalogue: {error}", file=sys.stderr)
+    print(f"{config.source}: ok, {len(config.entries)} task entries")
+    for label, entry in config.labelled():
+        print(f"  {label}: every {entry.every}, soft timeout {entry.soft_timeout or 'none'}")
+    return 0
+
+
+async def run_tasks(args: argparse.Namespace, settings: Settings) -> int:
+    config = load_task_config(config_path(args.config, settings))
+    only = set(args.only) if args.only else None
+    async with database(settings) as app:
+        scheduler = await build_scheduler(app, config, only=only)
+        if args.once:
+            return exit_code(await scheduler.run_once(), config)
+        await run_until_signalled(scheduler)
+    return 0
+
+
+async def run_until_signalled(scheduler: Scheduler) -> None:
+    """Run on schedule; SIGTERM or SIGINT drains in-flight runs, then returns."""
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, scheduler.stop)
+    try:
+        await scheduler.run_forever()
+    finally:
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(signum)
+
+
+def exit_code(results: list[RunResult], config: TaskConfig) -> int:
+    for result in results:
+        print(
+            f"{result.task_name}: {result.outcome} in {result.duration:.2f}s "
+            f"({result.report.summary()})"
+        )
+        for problem in result.report.problems:
+            print(f"  {problem}")
+    return 0 if all(result.clean for result in results) else 1

@@ -1,0 +1,382 @@
+"""Checksums of files and directories, and copies that hash as they go.
+
+A checksum is the string ``"<alg>:::<hex>"`` with ``alg`` one of ``md5`` (the default for new
+files), ``xxh3`` (XXH3-128, what peers often send) or ``sha256``. A bare 32-digit hex string
+is a legacy md5 checksum and is accepted wherever a checksum is read.
+
+Hashing and copying run in a worker thread so the event loop keeps serving; the thread
+checks a stop flag before each chunk, so cancelling the awaiting task stops the work within
+one chunk, and the cancellation only returns once the thread has stopped (see
+:func:`run_interruptible`).
+
+A directory's checksum covers the names and contents of the regular files below it. The
+hasher of the directory is fed, for each file in the order of the UTF-8 bytes of its relative
+POSIX path, one record::
+
+    <relative path> NUL <size in decimal ASCII> NUL <hex digest of the file's content> LF
+
+using the same algorithm for the records and for each file's content. File names cannot
+contain NUL, so records cannot be confused with each other. Subdirectories only contribute
+through the files they hold (an empty directory adds nothing); the size of a directory is the
+total size of its files. Symbolic links and special files inside a directory are refused.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import functools
+import hashlib
+import os
+import shutil
+import stat
+import string
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO, Protocol, TypeVar
+
+import xxhash
+
+from librarian_async.errors import ChecksumError
+
+DEFAULT_ALGORITHM = "md5"
+CHUNK_SIZE = 1024 * 1024
+SEPARATOR = ":::"
+HEX_LENGTHS = {"md5": 32, "xxh3": 32, "sha256": 64}
+
+_HEX_DIGITS = frozenset(string.hexdigits)
+T = TypeVar("T")
+
+
+class Hasher(Protocol):
+    """What this module needs from a hash object (hashlib's and xxhash's both fit)."""
+
+    def update(self, data: bytes | bytearray | memoryview, /) -> None: ...
+
+    def hexdigest(self) -> str: ...
+
+
+class _Reader(Protocol):
+    def readinto(self, buffer: memoryview, /) -> int | None: ...
+
+
+class Interrupted(Exception):
+    """Raised inside a worker thread when its stop flag is set.
+
+    :func:`run_interruptible` turns it back into the ``CancelledError`` that set the flag, so
+    it only reaches callers of the ``*_sync`` functions that pass their own stop flag.
+    """
+
+
+@dataclass(frozen=True, slots=True)
+class FileDigest:
+    """The checksum (``alg:::hex``) and size in bytes of a file or directory."""
+
+    checksum: str
+    size: int
+
+    @property
+    def algorithm(self) -> str:
+        return parse_checksum(self.checksum)[0]
+
+    def matches(self, other: FileDigest) -> bool:
+        """Same size and the same checksum (legacy bare md5 equals ``md5:::``)."""
+        return self.size == other.size and checksums_match(self.checksum, other.checksum)
+
+
+# --- the checksum string ---------------------------------------------------------------
+
+
+def parse_checksum(text: str) -> tuple[str, str]:
+    """Split a checksum into (algorithm, lowercase hex); a bare 32-digit hex is md5."""
+    algorithm, separator, hexdigest = text.strip().partition(SEPARATOR)
+    if not separator:
+        algorithm, hexdigest = "md5", algorithm
+    algorithm = algorithm.lower()
+    _require_algorithm(algorithm, text)
+    _require_hex(algorithm, hexdigest, text)
+    return algorithm, hexdigest.lower()
+
+
+def format_checksum(algorithm: str, hexdigest: str) -> str:
+    """The canonical ``alg:::hex`` form, validated."""
+    return SEPARATOR.join(parse_checksum(f"{algorithm}{SEPARATOR}{hexdigest}"))
+
+
+def checksums_match(first: str, second: str) -> bool:
+    """True when both name the same algorithm and digest; raises ChecksumError if malformed."""
+    return parse_checksum(first) == parse_checksum(second)
+
+
+def new_hasher(algorithm: str) -> Hasher:
+    """A fresh hash object for one of the supported algorithms."""
+    _require_algorithm(algorithm, algorithm)
+    if algorithm == "xxh3":
+        return xxhash.xxh3_128()
+    # md5 identifies bytes here; it is not used for security (this matters on FIPS systems).
+    return hashlib.new(algorithm, usedforsecurity=False)
+
+
+def _require_algorithm(algorithm: str, text: str) -> None:
+    if algorithm not in HEX_LENGTHS:
+        known = ", ".join(sorted(HEX_LENGTHS))
+        raise ChecksumError(f"unknown checksum algorithm {algorithm!r} in {text!r} ({known})")
+
+
+def _require_hex(algorithm: str, hexdigest: str, text: str) -> None:
+    if not hexdigest or not _HEX_DIGITS.issuperset(hexdigest):
+        raise ChecksumError(f"malformed checksum {text!r}: digest is not hexadecimal")
+    if len(hexdigest) != HEX_LENGTHS[algorithm]:
+        expected = HEX_LENGTHS[algorithm]
+        raise ChecksumError(f"malformed checksum {text!r}: {algorithm} needs {expected} hex digits")
+
+
+# --- running blocking work in a thread that a cancellation can stop ---------------------
+
+
+async def run_interruptible(function: Callable[..., T], /, *args: object, **kwargs: object) -> T:
+    """Run ``function(*args, **kwargs, stop=event)`` in a worker thread; cancellation stops it.
+
+    On cancellation the stop flag is set and we wait (shielded) for the thread to return, so
+    nothing is still reading or writing once the ``CancelledError`` propagates.
+    """
+    stop = threading.Event()
+    call = functools.partial(contextvars.copy_context().run, function, *args, **kwargs, stop=stop)
+    worker = asyncio.get_running_loop().run_in_executor(None, call)
+    try:
+        return await asyncio.shield(worker)
+    except asyncio.CancelledError:
+        stop.set()
+        await _wait_for_thread(worker)
+        raise
+
+
+async def _wait_for_thread(worker: asyncio.Future[T]) -> None:
+    """Wait until the worker is done even if cancelled again; its outcome is discarded."""
+    while not worker.done():
+        try:
+            await asyncio.wait({worker})
+        except asyncio.CancelledError:
+            continue
+    if not worker.cancelled():
+        worker.exception()  # mark as retrieved: the caller is being cancelled anyway
+
+
+def _check_stop(stop: threading.Event | None) -> None:
+    if stop is not None and stop.is_set():
+        raise Interrupted
+
+
+# --- hashing ---------------------------------------------------------------------------
+
+
+async def hash_file(
+    path: Path, alg: str = DEFAULT_ALGORITHM, *, chunk_size: int = CHUNK_SIZE
+) -> FileDigest:
+    """Checksum and size of a file or directory, computed in a worker thread."""
+    _require_algorithm(alg, alg)
+    return await run_interruptible(hash_file_sync, path, alg, chunk_size=chunk_size)
+
+
+def hash_file_sync(
+    path: Path,
+    alg: str = DEFAULT_ALGORITHM,
+    stop: threading.Event | None = None,
+    *,
+    chunk_size: int = CHUNK_SIZE,
+) -> FileDigest:
+    """:func:`hash_file` in the calling thread, for callers that batch small files."""
+    buffer = memoryview(bytearray(chunk_size))
+    if _is_directory(path):
+        entries = _list_tree(path)
+        return _digest_tree(alg, entries, lambda entry: _hash_one(entry.path, alg, stop, buffer))
+    return _hash_one(path, alg, stop, buffer)
+
+
+def _is_directory(path: Path) -> bool:
+    """True for a directory, False for a regular file; refuse the rest (a FIFO would hang)."""
+    mode = path.stat().st_mode
+    if stat.S_ISDIR(mode) or stat.S_ISREG(mode):
+        return stat.S_ISDIR(mode)
+    raise ChecksumError(f"cannot checksum {path}: not a regular file or directory")
+
+
+def _hash_one(path: Path, alg: str, stop: threading.Event | None, buffer: memoryview) -> FileDigest:
+    hasher = new_hasher(alg)
+    with open(path, "rb", buffering=0) as reader:
+        size = _pump(reader, hasher, buffer, stop)
+    return FileDigest(format_checksum(alg, hasher.hexdigest()), size)
+
+
+def _pump(
+    reader: _Reader,
+    hasher: Hasher,
+    buffer: memoryview,
+    stop: threading.Event | None,
+    writer: BinaryIO | None = None,
+) -> int:
+    """Read all of ``reader`` chunk by chunk into one buffer, hashing (and copying) each."""
+    size = 0
+    while True:
+        _check_stop(stop)
+        count = reader.readinto(buffer) or 0
+        if count == 0:
+            return size
+        hasher.update(buffer[:count])
+        if writer is not None:
+            writer.write(buffer[:count])
+        size += count
+
+
+# --- directories -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class _TreeEntry:
+    relative: str
+    path: Path
+    is_dir: bool
+
+
+def _digest_tree(
+    alg: str, entries: list[_TreeEntry], visit_file: Callable[[_TreeEntry], FileDigest]
+) -> FileDigest:
+    """The directory checksum of the module docstring; ``visit_file`` digests each file."""
+    hasher = new_hasher(alg)
+    total = 0
+    for entry in entries:
+        if not entry.is_dir:
+            digest = visit_file(entry)
+            hasher.update(_tree_record(entry.relative, digest))
+            total += digest.size
+    return FileDigest(format_checksum(alg, hasher.hexdigest()), total)
+
+
+def _tree_record(relative: str, digest: FileDigest) -> bytes:
+    hexdigest = parse_checksum(digest.checksum)[1]
+    return b"%s\0%d\0%s\n" % (os.fsencode(relative), digest.size, hexdigest.encode("ascii"))
+
+
+def _list_tree(root: Path) -> list[_TreeEntry]:
+    """Every directory and regular file below ``root``, sorted by relative path bytes."""
+    entries: list[_TreeEntry] = []
+    pending = [root]
+    while pending:
+        with os.scandir(pending.pop()) as scan:
+            for item in scan:
+                entry = _tree_entry(root, item)
+                entries.append(entry)
+                if entry.is_dir:
+                    pending.append(entry.path)
+    return sorted(entries, key=lambda entry: os.fsencode(entry.relative))
+
+
+def _tree_entry(root: Path, item: os.DirEntry[str]) -> _TreeEntry:
+    """Classify one directory item; links and special files have no defined checksum."""
+    path = Path(item.path)
+    relative = path.relative_to(root).as_posix()
+    mode = item.stat(follow_symlinks=False).st_mode
+    if stat.S_ISDIR(mode) or stat.S_ISREG(mode):
+        return _TreeEntry(relative, path, stat.S_ISDIR(mode))
+    kind = "symbolic link" if stat.S_ISLNK(mode) else "special file"
+    raise ChecksumError(f"cannot checksum directory {root}: {relative!r} is a {kind}")
+
+
+# --- copying -----------------------------------------------------------------------------
+
+
+async def copy_and_hash(
+    source: Path, target: Path, alg: str = DEFAULT_ALGORITHM, *, chunk_size: int = CHUNK_SIZE
+) -> FileDigest:
+    """Copy ``source`` (file or directory) to the new path ``target``, hashing in one pass.
+
+    ``target`` must not exist (it is never overwritten). The copy is fsynced before this
+    returns; on any error or cancellation nothing is left at ``target``.
+    """
+    _require_algorithm(alg, alg)
+    return await run_interruptible(copy_and_hash_sync, source, target, alg, chunk_size=chunk_size)
+
+
+def copy_and_hash_sync(
+    source: Path,
+    target: Path,
+    alg: str = DEFAULT_ALGORITHM,
+    stop: threading.Event | None = None,
+    *,
+    chunk_size: int = CHUNK_SIZE,
+) -> FileDigest:
+    """:func:`copy_and_hash` in the calling thread."""
+    buffer = memoryview(bytearray(chunk_size))
+    if _is_directory(source):
+        return _copy_tree(source, target, alg, stop, buffer)
+    return _copy_one(source, target, alg, stop, buffer)
+
+
+def _copy_one(
+    source: Path, target: Path, alg: str, stop: threading.Event | None, buffer: memoryview
+) -> FileDigest:
+    hasher = new_hasher(alg)
+    with (
+        open(source, "rb", buffering=0) as reader,
+        open(target, "xb") as writer,
+        _removed_on_failure(target),
+    ):
+        size = _pump(reader, hasher, buffer, stop, writer)
+        writer.flush()
+        os.fsync(writer.fileno())
+    return FileDigest(format_checksum(alg, hasher.hexdigest()), size)
+
+
+def _copy_tree(
+    source: Path, target: Path, alg: str, stop: threading.Event | None, buffer: memoryview
+) -> FileDigest:
+    """Recreate the tree (empty directories included), copying each file, then fsync dirs."""
+    os.mkdir(target)
+    created = [target]
+
+    def visit(entry: _TreeEntry) -> FileDigest:
+        return _copy_one(entry.path, target / entry.relative, alg, stop, buffer)
+
+    with _removed_on_failure(target):
+        entries = _list_tree(source)
+        for entry in entries:
+            if entry.is_dir:
+                os.mkdir(target / entry.relative)
+                created.append(target / entry.relative)
+        digest = _digest_tree(alg, entries, visit)
+        for directory in created:
+            fsync_directory(directory)
+    return digest
+
+
+@contextmanager
+def _removed_on_failure(path: Path) -> Iterator[None]:
+    """Remove ``path`` (which we created) if the block fails or is interrupted."""
+    try:
+        yield
+    except BaseException:
+        remove_file_or_tree(path)
+        raise
+
+
+def remove_file_or_tree(path: Path) -> None:
+    """Remove a file, a symlink (not what it points to) or a directory tree; missing is fine."""
+    try:
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path)
+        else:
+            path.unlink()
+    except FileNotFoundError:
+        pass
+
+
+def fsync_directory(path: Path) -> None:
+    """Make a directory's entries (a rename, a new file) durable."""
+    descriptor = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)

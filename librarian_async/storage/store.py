@@ -1,0 +1,365 @@
+"""A local store: a staging area and a store area on disk, and safe moves between them.
+
+Incoming bytes land in a fresh per-transfer directory under staging, are verified, then
+committed into the store area at the file's name. Every name is confined to its area (no
+``..``, no absolute path, no symlink leading out). A commit never overwrites a different
+file and is crash-safe: bytes are written under a temporary dot-name (see
+:func:`temporary_sibling`), fsynced, then renamed into place and the directory fsynced, so a
+restart finds either nothing or a complete file at the final name. A complete identical file
+already at the final name (left by a crash after the rename) is adopted, not refused.
+
+This module does not touch the database: the ``stores`` row is turned into a
+:class:`LocalStore` elsewhere.
+"""
+
+from __future__ import annotations
+
+import errno
+import math
+import os
+import re
+import secrets
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+from librarian_async.errors import (
+    ChecksumError,
+    ConfigError,
+    ConflictError,
+    PathEscapeError,
+    StoreError,
+    StoreFullError,
+    StoreUnavailableError,
+)
+from librarian_async.storage.checksum import (
+    DEFAULT_ALGORITHM,
+    FileDigest,
+    checksums_match,
+    copy_and_hash,
+    fsync_directory,
+    hash_file,
+    parse_checksum,
+    remove_file_or_tree,
+    run_interruptible,
+)
+
+TEMPORARY_MARKER = ".partial-"
+_TEMPORARY_NAME = re.compile(r"^\..*\.partial-[0-9a-f]{16}$", re.DOTALL)
+_LINK_UNSUPPORTED = {errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EMLINK, errno.ENOSYS}
+
+
+class VfsStats(Protocol):
+    """The part of ``os.statvfs_result`` that free-space accounting reads."""
+
+    @property
+    def f_bavail(self) -> int: ...
+
+    @property
+    def f_blocks(self) -> int: ...
+
+    @property
+    def f_frsize(self) -> int: ...
+
+
+StatVfs = Callable[[Path], VfsStats]
+
+
+def temporary_sibling(target: Path) -> Path:
+    """A fresh hidden name beside ``target`` that :meth:`LocalStore.leftover_temporaries` knows."""
+    return target.with_name(f".{target.name[:128]}{TEMPORARY_MARKER}{secrets.token_hex(8)}")
+
+
+@dataclass(eq=False)
+class LocalStore:
+    """One local store; ``report_full_fraction`` is the share of each disk we may fill."""
+
+    name: str
+    staging_path: Path
+    store_path: Path
+    report_full_fraction: float = 1.0
+    statvfs: StatVfs = field(default=os.statvfs, repr=False)
+
+    def __post_init__(self) -> None:
+        self.staging_path = Path(os.path.abspath(self.staging_path))
+        self.store_path = Path(os.path.abspath(self.store_path))
+        if not 0.0 <= self.report_full_fraction <= 1.0:
+            fraction = self.report_full_fraction
+            raise ConfigError(f"store {self.name!r}: report_full_fraction {fraction} not in [0, 1]")
+
+    # --- paths --------------------------------------------------------------------------
+
+    def resolve_in_store(self, name: str) -> Path:
+        """The path of file ``name`` in the store area; raises PathEscapeError if it leaves it."""
+        return self._confine(self.store_path, "store", name)
+
+    def resolve_in_staging(self, relative: str) -> Path:
+        """The path of ``relative`` in the staging area, confined like store names."""
+        return self._confine(self.staging_path, "staging", relative)
+
+    def _confine(self, area: Path, area_kind: str, relative: str) -> Path:
+        problem = _form_problem(relative)
+        if problem is not None:
+            raise PathEscapeError(f"store {self.name!r}: {area_kind} path {relative!r} {problem}")
+        candidate = area.joinpath(*relative.split("/"))
+        # realpath resolves every existing component, dangling links included, so a link
+        # anywhere along the way that leads out of the area shows up here.
+        if not _strictly_inside(Path(os.path.realpath(candidate)), self._real_area(area)):
+            message = f"{area_kind} path {relative!r} leads outside {area} through a symlink"
+            raise PathEscapeError(f"store {self.name!r}: {message}")
+        return candidate
+
+    def _real_area(self, area: Path) -> Path:
+        try:
+            return Path(os.path.realpath(area, strict=True))
+        except OSError as error:
+            raise StoreUnavailableError(f"store {self.name!r}: {area} is missing") from error
+
+    # --- flags and space ------------------------------------------------------------------
+
+    @property
+    def available(self) -> bool:
+        """Both directories exist (a missing mount or a deleted directory makes it False)."""
+        return self.staging_path.is_dir() and self.store_path.is_dir()
+
+    def ensure_available(self) -> None:
+        if not self.available:
+            raise StoreUnavailableError(f"store {self.name!r}: staging or store area is missing")
+
+    def free_space(self) -> int:
+        """Bytes we may still write: the smaller of both areas, minus the reserved share."""
+        areas = (self.staging_path, self.store_path)
+        return max(0, min(self._usable_bytes(area) for area in areas))
+
+    def _usable_bytes(self, area: Path) -> int:
+        stats = self.statvfs(area)
+        free = stats.f_bavail * stats.f_frsize
+        reserved = math.ceil(stats.f_blocks * stats.f_frsize * (1.0 - self.report_full_fraction))
+        return free - reserved
+
+    def has_room(self, size: int) -> bool:
+        """A store is full for a file when its free space is less than the file's size."""
+        return self.free_space() >= size
+
+    def ensure_room(self, size: int) -> None:
+        free = self.free_space()
+        if free < size:
+            raise StoreFullError(f"store {self.name!r}: {size} bytes needed, {free} free")
+
+    # --- staging --------------------------------------------------------------------------
+
+    def make_staging_dir(self, tag: str) -> Path:
+        """A new, empty, private directory under staging for one transfer."""
+        if not self.staging_path.is_dir():
+            raise StoreUnavailableError(f"store {self.name!r}: {self.staging_path} is missing")
+        prefix = re.sub(r"[^A-Za-z0-9._-]", "_", tag)[:64].lstrip(".") + "-"
+        return Path(tempfile.mkdtemp(dir=self.staging_path, prefix=prefix))
+
+    def remove_staging_dir(self, path: Path) -> None:
+        """Delete a staging directory (or file); refuses anything outside staging."""
+        real_staging = self._real_area(self.staging_path)
+        if not path.is_absolute() or ".." in path.parts or path.name == "":
+            raise PathEscapeError(f"store {self.name!r}: refusing to remove {str(path)!r}")
+        real = Path(os.path.realpath(path.parent)) / path.name  # the link itself, not its target
+        if not _strictly_inside(real, real_staging):
+            message = f"refusing to remove {path}: not inside staging area {self.staging_path}"
+            raise PathEscapeError(f"store {self.name!r}: {message}")
+        remove_file_or_tree(real)
+
+    # --- commit -----------------------------------------------------------------------------
+
+    async def commit(self, staged: Path, name: str, expected: FileDigest | None = None) -> Path:
+        """Move a verified staged file or directory to ``name`` in the store; return its path.
+
+        ``expected`` (the verified digest) decides whether a file already at ``name`` is the
+        same one (adopted; the staged copy is removed) or a different one (ConflictError, the
+        staged copy is kept). Across filesystems the bytes are copied to a temporary name,
+        checked against ``expected`` and renamed, and the staged copy is then removed.
+        """
+        target = self.resolve_in_store(name)
+        self._refuse_symlink(staged)
+        self._make_parents(target)
+        try:
+            return await self._install(staged, target, expected)
+        except OSError as error:
+            if error.errno != errno.EXDEV:
+                raise
+        return await self._commit_across_filesystems(staged, target, expected)
+
+    async def _commit_across_filesystems(
+        self, staged: Path, target: Path, expected: FileDigest | None
+    ) -> Path:
+        temporary = temporary_sibling(target)
+        algorithm = expected.algorithm if expected is not None else DEFAULT_ALGORITHM
+        try:
+            copied = await copy_and_hash(staged, temporary, algorithm)
+            if expected is not None and not copied.matches(expected):
+                found = f"{copied.checksum} ({copied.size} bytes)"
+                wanted = f"{expected.checksum} ({expected.size} bytes)"
+                raise ChecksumError(f"{staged}: copy into the store has {found}, expected {wanted}")
+            await self._install(temporary, target, copied)
+        finally:
+            await run_interruptible(_discard, temporary)
+        await run_interruptible(_discard, staged)
+        return target
+
+    async def copy_in(
+        self,
+        source: Path,
+        name: str,
+        alg: str | None = None,
+        expected_checksum: str | None = None,
+    ) -> tuple[Path, FileDigest]:
+        """Copy an outside file or directory into the store at ``name``, hashing as it goes.
+
+        The hash uses ``alg``, else the algorithm of ``expected_checksum``, else md5. A
+        mismatch with ``expected_checksum`` raises ChecksumError. An error or cancellation
+        before the final rename leaves neither the temporary copy nor a file at ``name``.
+        """
+        target = self.resolve_in_store(name)
+        algorithm = _choose_algorithm(source, alg, expected_checksum)
+        self._make_parents(target)
+        temporary = temporary_sibling(target)
+        try:
+            digest = await copy_and_hash(source, temporary, algorithm)
+            _require_checksum(source, digest, expected_checksum)
+            await self._install(temporary, target, digest)
+        finally:
+            await run_interruptible(_discard, temporary)
+        return target, digest
+
+    async def _install(self, ready: Path, target: Path, expected: FileDigest | None) -> Path:
+        """Rename ``ready`` to ``target`` without clobbering; adopt an identical ``target``.
+
+        The rename and directory fsync finish even if we are cancelled meanwhile (then the
+        file at ``target`` is complete, and a retry adopts it).
+        """
+        try:
+            await run_interruptible(_move_without_clobbering, ready, target)
+        except FileExistsError:
+            await self._adopt_existing(ready, target, expected)
+        return target
+
+    async def _adopt_existing(self, ready: Path, target: Path, expected: FileDigest | None) -> None:
+        """Keep an identical ``target`` and drop ``ready``; refuse a different one."""
+        reference = expected if expected is not None else await hash_file(ready)
+        existing = await hash_file(target, reference.algorithm)
+        if not existing.matches(reference):
+            raise ConflictError(f"store {self.name!r}: {target} exists with different content")
+        await run_interruptible(_discard, ready)
+
+    def _refuse_symlink(self, staged: Path) -> None:
+        """A staged symlink could point anywhere; committing it would import that file."""
+        if staged.is_symlink():
+            raise StoreError(f"store {self.name!r}: staged {staged} is a symlink; not committing")
+
+    def _make_parents(self, target: Path) -> None:
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+        except (FileExistsError, NotADirectoryError) as error:
+            message = f"cannot create the directory of {target}: a file is in the way"
+            raise ConflictError(f"store {self.name!r}: {message}") from error
+
+    # --- crash leftovers ------------------------------------------------------------------
+
+    def leftover_temporaries(self, older_than_seconds: float = 0.0) -> list[Path]:
+        """Temporary copies left in the store area by a killed process.
+
+        Walks the whole store (run it in a thread for big stores). A copy still in progress
+        also matches: sweep at start-up, or with ``older_than_seconds`` (by mtime).
+        """
+        cutoff = time.time() - older_than_seconds
+        found: list[Path] = []
+        for directory, subdirectories, files in os.walk(self.store_path):
+            for entry in [*subdirectories, *files]:
+                path = Path(directory, entry)
+                if _TEMPORARY_NAME.match(entry) and path.lstat().st_mtime <= cutoff:
+                    found.append(path)
+            subdirectories[:] = [d for d in subdirectories if not _TEMPORARY_NAME.match(d)]
+        return sorted(found)
+
+    def remove_leftover_temporaries(self, older_than_seconds: float = 0.0) -> list[Path]:
+        """Delete what :meth:`leftover_temporaries` finds; return what was removed."""
+        leftovers = self.leftover_temporaries(older_than_seconds)
+        for path in leftovers:
+            remove_file_or_tree(path)
+        return leftovers
+
+
+# --- helpers ----------------------------------------------------------------------------
+
+
+def _form_problem(relative: str) -> str | None:
+    """Why ``relative`` is not an acceptable name inside an area, or None if it is."""
+    if not relative:
+        return "is empty"
+    if "\0" in relative or "\\" in relative:
+        return "contains a NUL byte or a backslash"
+    if relative.startswith("/"):
+        return "is absolute"
+    parts = relative.split("/")
+    if ".." in parts:
+        return "has a '..' component"
+    if "" in parts or "." in parts:
+        return "has an empty or '.' component"
+    return None
+
+
+def _strictly_inside(path: Path, area: Path) -> bool:
+    return path != area and path.is_relative_to(area)
+
+
+def _choose_algorithm(source: Path, alg: str | None, expected_checksum: str | None) -> str:
+    if expected_checksum is None:
+        return alg or DEFAULT_ALGORITHM
+    expected_algorithm = parse_checksum(expected_checksum)[0]
+    if alg is not None and alg != expected_algorithm:
+        raise ChecksumError(f"{source}: cannot verify {alg} against {expected_checksum!r}")
+    return expected_algorithm
+
+
+def _require_checksum(source: Path, digest: FileDigest, expected_checksum: str | None) -> None:
+    if expected_checksum is not None and not checksums_match(digest.checksum, expected_checksum):
+        message = f"{source}: checksum {digest.checksum} differs from expected {expected_checksum}"
+        raise ChecksumError(message)
+
+
+def _discard(path: Path, *, stop: threading.Event) -> None:
+    """Cleanup that must run to the end, so it ignores the stop flag."""
+    remove_file_or_tree(path)
+
+
+def _move_without_clobbering(ready: Path, target: Path, *, stop: threading.Event) -> None:
+    """Rename ``ready`` to ``target`` unless it exists (FileExistsError); fsync the directory.
+
+    Files use link + unlink, which fails atomically if ``target`` exists. Directories (and
+    filesystems without hard links) check first, then rename: a tiny race we accept.
+    """
+    if ready.is_dir():
+        _rename_if_absent(ready, target)
+    else:
+        _link_then_unlink(ready, target)
+    fsync_directory(target.parent)
+
+
+def _link_then_unlink(ready: Path, target: Path) -> None:
+    try:
+        os.link(ready, target, follow_symlinks=False)
+    except FileExistsError:
+        raise
+    except OSError as error:
+        if error.errno not in _LINK_UNSUPPORTED:
+            raise
+        _rename_if_absent(ready, target)
+        return
+    ready.unlink()
+
+
+def _rename_if_absent(ready: Path, target: Path) -> None:
+    if os.path.lexists(target):
+        raise FileExistsError(errno.EEXIST, "already exists", str(target))
+    os.rename(ready, target)

@@ -23,7 +23,9 @@ from librarian_async.config import Settings
 from librarian_async.context import Context, open_context
 from librarian_async.db.migrate import upgrade_sync
 
-PG_ADMIN_DSN = os.environ.get("LIBRARIAN_TEST_PG_DSN", "postgresql://postgres@127.0.0.1:5432/postgres")
+PG_ADMIN_DSN = os.environ.get(
+    "LIBRARIAN_TEST_PG_DSN", "postgresql://postgres@127.0.0.1:5432/postgres"
+)
 BACKENDS = ["sqlite", "postgresql"]
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 from datetime import timedelta
 from pathlib import Path
 from typing import ClassVar
@@ -93,7 +94,7 @@ async def test_task_that_respects_its_budget_stops_taking_items(app: Context) ->
     )
     [result] = await scheduler.run_once()
     assert result.outcome == "ok"
-    assert 1 <= result.report.counts["items"]
+    assert result.report.counts["items"] >= 1
 
 
 async def test_null_soft_timeout_means_unlimited(app: Context) -> None:
@@ -151,7 +152,7 @@ async def test_runs_of_one_entry_never_overlap_and_do_not_burst(app: Context) ->
 
     assert most_at_once == 1
     assert len(starts) >= 3
-    gaps = [later - earlier for earlier, later in zip(starts, starts[1:], strict=False)]
+    gaps = [later - earlier for earlier, later in itertools.pairwise(starts)]
     assert gaps[0] >= 0.15  # the next run waited for the overrunning one
     assert all(gap >= 0.045 for gap in gaps[1:])  # and no burst of missed ticks followed
 

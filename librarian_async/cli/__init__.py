@@ -15,7 +15,7 @@ import sys
 from collections.abc import Sequence
 
 from librarian_async.cli import database, files, peers, running, status, stores
-from librarian_async.cli.common import fail_with, print_problems
+from librarian_async.cli.common import fail_with, os_problem, print_problems
 from librarian_async.config import load_settings
 from librarian_async.errors import ConfigError, LibrarianError
 
@@ -50,6 +50,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return print_problems(error.problems)
     except LibrarianError as error:
         return fail_with(str(error))
+    except OSError as error:  # a path the operator named cannot be read or written
+        return fail_with(os_problem(error))
     except KeyboardInterrupt:
         return fail_with("interrupted", code=130)
 

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import json
+import socket
 import sys
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy.exc import DBAPIError, OperationalError, ProgrammingError
+from sqlalchemy.exc import DBAPIError
 
 from librarian_async.config import Settings
 from librarian_async.context import Context, open_context
@@ -21,10 +22,20 @@ def fail_with(message: str, code: int = 1) -> int:
     return code
 
 
+def os_problem(error: OSError) -> str:
+    """``PATH: reason`` for a failed file operation, without the errno noise."""
+    reason = error.strerror or str(error) or type(error).__name__
+    return f"{error.filename}: {reason}" if error.filename else reason
+
+
 def print_problems(problems: Sequence[str]) -> int:
     for problem in problems:
         print(f"error: {problem}", file=sys.stderr)
     return 2
+
+
+CONNECTION_ERRORS = (ConnectionError, socket.gaierror, TimeoutError)
+"""What a driver raises, untranslated, when the database server cannot be reached."""
 
 
 @asynccontextmanager
@@ -33,17 +44,22 @@ async def database(settings: Settings) -> AsyncIterator[Context]:
     try:
         async with open_context(settings) as app:
             yield app
-    except (OperationalError, ProgrammingError) as error:
+    except DBAPIError as error:
         raise DatabaseError(_database_problem(settings, error)) from error
-    except (DBAPIError, OSError) as error:
+    except CONNECTION_ERRORS as error:
         raise DatabaseError(f"database {safe_url(settings)}: {error}") from error
 
 
 def _database_problem(settings: Settings, error: DBAPIError) -> str:
-    text = str(error.orig).strip().splitlines()[0] if error.orig else str(error)
+    text = first_line(str(error.orig if error.orig is not None else error))
     if "no such table" in text or ("does not exist" in text and "relation" in text):
         return f"database {safe_url(settings)} has no schema; run `librarian-async db upgrade`"
     return f"database {safe_url(settings)}: {text}"
+
+
+def first_line(text: str) -> str:
+    """The first non-blank line of an error text (drivers add hints and SQL below it)."""
+    return next((line.strip() for line in text.splitlines() if line.strip()), "(no message)")
 
 
 def safe_url(settings: Settings) -> str:

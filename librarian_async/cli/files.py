@@ -4,18 +4,31 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import sys
 from pathlib import Path
 from typing import Any
 
-from librarian_async.cli.common import database, print_json, print_table
+from librarian_async.cli.common import database, os_problem, print_json, print_table
 from librarian_async.config import Settings
+from librarian_async.context import Context
 from librarian_async.db import catalog
-from librarian_async.db.models import File
+from librarian_async.db.models import File, Store
 from librarian_async.enums import DeletionPolicy, parse_enum
-from librarian_async.errors import ConflictError, LibrarianError, StoreUnavailableError
-from librarian_async.storage.checksum import DEFAULT_ALGORITHM
+from librarian_async.errors import (
+    ConflictError,
+    LibrarianError,
+    NotFoundError,
+    StoreUnavailableError,
+)
+from librarian_async.storage.checksum import (
+    DEFAULT_ALGORITHM,
+    FileDigest,
+    copy_and_hash,
+    remove_file_or_tree,
+)
 from librarian_async.storage.convert import local_store
+from librarian_async.storage.store import LocalStore
 
 
 def register(commands: Any) -> None:
@@ -39,7 +52,7 @@ def register(commands: Any) -> None:
 
     listing = actions.add_parser("list", help="list catalogued files")
     listing.add_argument("--store", help="only files with an instance on this store")
-    listing.add_argument("--limit", type=int, default=100)
+    listing.add_argument("--limit", type=positive_int, default=100)
     listing.add_argument("--after", help="start after this name (paging)")
     listing.add_argument("--json", action="store_true")
     listing.set_defaults(handler=list_files)
@@ -50,39 +63,102 @@ def register(commands: Any) -> None:
     show.set_defaults(handler=show_file)
 
 
+def positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text} is not a positive integer")
+    return value
+
+
 async def add_files(args: argparse.Namespace, settings: Settings) -> int:
-    """Each file is streamed into the store (checksum on the same pass), then catalogued."""
+    """Add each PATH in turn; a failed one is reported and the others still go in."""
     if args.name and len(args.paths) > 1:
         raise ConflictError("--name needs exactly one PATH")
     failures = 0
     async with database(settings) as app:
-        async with app.sessions() as session:
-            store_row = await catalog.store_by_name(session, args.store)
-        store = local_store(store_row)
-        if not (store_row.enabled and store.available):
-            raise StoreUnavailableError(
-                f"store {args.store!r} is disabled or its directories are missing"
-            )
+        store_row, store = await ingest_target(app, args.store)
         for number, path in enumerate(args.paths, 1):
             name = args.name or path.name
             try:
                 await add_one(app, store_row, store, path, name, args)
-                print(f"[{number}/{len(args.paths)}] added {name}", file=sys.stderr)
-            except LibrarianError as error:
+            except (LibrarianError, OSError) as error:
                 failures += 1
-                print(f"error: {path}: {error}", file=sys.stderr)
+                reason = os_problem(error) if isinstance(error, OSError) else str(error)
+                print(f"error: {path}: {reason}", file=sys.stderr)
+            else:
+                print(f"[{number}/{len(args.paths)}] added {name}", file=sys.stderr)
     return 1 if failures else 0
 
 
+async def ingest_target(app: Context, name: str) -> tuple[Store, LocalStore]:
+    """The store named ``name``, if it is enabled, ingestable and its directories exist."""
+    async with app.sessions() as session:
+        row = await catalog.store_by_name(session, name)
+    if not row.enabled:
+        raise StoreUnavailableError(f"store {name!r} is disabled")
+    if not row.ingestable:
+        raise StoreUnavailableError(f"store {name!r} is not ingestable (takes no new files)")
+    store = local_store(row)
+    store.ensure_available()
+    return row, store
+
+
 async def add_one(
-    app: Any, store_row: Any, store: Any, path: Path, name: str, args: argparse.Namespace
+    app: Context,
+    store_row: Store,
+    store: LocalStore,
+    path: Path,
+    name: str,
+    args: argparse.Namespace,
 ) -> None:
+    """Stage a copy of ``path``, commit it to ``name`` in the store, then catalogue it.
+
+    Nothing stays in staging. If cataloguing fails, a file that this call put into the store
+    is removed again, so no uncatalogued file is left behind.
+    """
+    target = await check_addable(app, store, path, name)
+    existed = await asyncio.to_thread(os.path.lexists, target)
+    digest = await stage_and_commit(store, path, name, args.checksum_algorithm)
+    try:
+        await catalogue(app, store_row, target, name, digest, args)
+    except BaseException:
+        if not existed:
+            remove_file_or_tree(target)
+        raise
+
+
+async def check_addable(app: Context, store: LocalStore, path: Path, name: str) -> Path:
+    """Refuse a bad name, a missing source, a full store or a taken name before copying."""
+    target = store.resolve_in_store(name)
     if not await asyncio.to_thread(path.is_file):
-        raise ConflictError("not a regular file")
+        raise NotFoundError("not a regular file")
+    store.ensure_room((await asyncio.to_thread(path.stat)).st_size)
     async with app.sessions() as session:
         if await catalog.file_exists(session, name):
             raise ConflictError(f"file {name!r} is already catalogued")
-    final_path, digest = await store.copy_in(path, name, args.checksum_algorithm)
+    return target
+
+
+async def stage_and_commit(store: LocalStore, path: Path, name: str, algorithm: str) -> FileDigest:
+    """Copy into a fresh staging directory (hashing on the way), then commit into the store."""
+    staging = store.make_staging_dir(f"file-add-{path.name}")
+    try:
+        staged = staging / "file"
+        digest = await copy_and_hash(path, staged, algorithm)
+        await store.commit(staged, name, digest)
+        return digest
+    finally:
+        store.remove_staging_dir(staging)
+
+
+async def catalogue(
+    app: Context,
+    store_row: Store,
+    target: Path,
+    name: str,
+    digest: FileDigest,
+    args: argparse.Namespace,
+) -> None:
     file = File(
         name=name,
         create_time=app.now(),
@@ -96,7 +172,7 @@ async def add_one(
             session,
             file,
             store=store_row,
-            path=str(final_path),
+            path=str(target),
             deletion_policy=args.deletion_policy,
             created_time=file.create_time,
         )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import getpass
 import os
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -148,7 +149,15 @@ def read_password(path: Path | None) -> str:
 
 
 def _prompt() -> str:
-    first = getpass.getpass("password: ")
-    if getpass.getpass("again: ") != first:
+    if not sys.stdin.isatty():
+        raise ConfigError(
+            f"password: no terminal to ask on; use --password-file or set {PASSWORD_ENV}"
+        )
+    try:
+        first = getpass.getpass("password: ")
+        again = getpass.getpass("again: ")
+    except EOFError as error:
+        raise ConfigError("password: no input") from error
+    if again != first:
         raise ConfigError("password: the two entries differ")
     return first

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -10,6 +11,7 @@ from librarian_async.cli.common import database, human_bytes, print_json, print_
 from librarian_async.config import Settings
 from librarian_async.db import catalog
 from librarian_async.db.models import Store
+from librarian_async.errors import StoreError
 from librarian_async.storage.convert import local_store
 
 
@@ -44,10 +46,8 @@ def fraction(text: str) -> float:
 
 
 async def add_store(args: argparse.Namespace, settings: Settings) -> int:
+    """Insert the row first, so a taken name creates no directories; commit only after."""
     staging, store_path = args.staging_path.resolve(), args.store_path.resolve()
-    if args.create:
-        staging.mkdir(parents=True, exist_ok=True)
-        store_path.mkdir(parents=True, exist_ok=True)
     row = Store(
         name=args.name,
         staging_path=str(staging),
@@ -59,8 +59,24 @@ async def add_store(args: argparse.Namespace, settings: Settings) -> int:
     )
     async with database(settings) as app, app.sessions.begin() as session:
         await catalog.add_store(session, row)
+        if args.create:
+            create_directories(staging, store_path)
     print(f"store {args.name!r} added (staging {staging}, store {store_path})")
+    if not local_store(row).available:
+        print(
+            f"warning: store {args.name!r} is unavailable until both directories exist "
+            "(use --create to make them)",
+            file=sys.stderr,
+        )
     return 0
+
+
+def create_directories(*paths: Path) -> None:
+    for path in paths:
+        try:
+            path.mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            raise StoreError(f"cannot create {path}: {error.strerror or error}") from error
 
 
 async def list_stores(args: argparse.Namespace, settings: Settings) -> int:

@@ -54,3 +54,21 @@ async def record_missing_instance(
             raised_time=found_at,
         )
     )
+
+
+async def record_unverifiable_instance(
+    session: AsyncSession, *, instance: Instance, reason: str, caller: str, found_at: datetime
+) -> None:
+    """An instance whose bytes could not be read or compared: not known to be corrupt."""
+    session.add(
+        ErrorRecord(
+            severity="error",
+            category="unverifiable_file",
+            message=(
+                f"{instance.file_name!r}: instance {instance.id} at {instance.path}"
+                f" cannot be verified: {reason}"
+            ),
+            caller=caller,
+            raised_time=found_at,
+        )
+    )

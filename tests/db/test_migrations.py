@@ -26,9 +26,7 @@ async def test_migrated_schema_matches_the_models(app: Context) -> None:
 
 async def test_every_model_table_exists_after_migration(app: Context) -> None:
     async with app.engine.connect() as connection:
-        tables = await connection.run_sync(
-            lambda sync: set(inspect(sync).get_table_names())
-        )
+        tables = await connection.run_sync(lambda sync: set(inspect(sync).get_table_names()))
     assert set(Base.metadata.tables) <= tables
 
 
@@ -42,7 +40,9 @@ async def test_rows_inserted_without_flags_get_the_server_defaults(app: Context)
             )
         )
         await connection.execute(
-            text("INSERT INTO librarians (name, url, port, authenticator) VALUES ('p', 'u', 1, 'x')")
+            text(
+                "INSERT INTO librarians (name, url, port, authenticator) VALUES ('p', 'u', 1, 'x')"
+            )
         )
         store = (await connection.execute(text("SELECT * FROM stores"))).mappings().one()
         peer = (await connection.execute(text("SELECT * FROM librarians"))).mappings().one()

@@ -19,7 +19,6 @@ or, to combine with your own start-up work::
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
@@ -92,8 +91,9 @@ async def background_runner(
             yield scheduler
         finally:
             scheduler.stop()
-            with contextlib.suppress(asyncio.CancelledError):
-                await runner
+            # Not suppressed: a CancelledError here is the host cancelling us mid-drain
+            # (the runner only ever sees it through us), and it must reach the host.
+            await runner
 
 
 def lifespan(

@@ -60,7 +60,7 @@ class Scheduler:
         self.timeout_grace = _or(timeout_grace, app.settings.timeout_grace)
         self.shutdown_grace = _or(shutdown_grace, app.settings.shutdown_grace)
         self._stopping = asyncio.Event()
-        self.results: list[RunResult] = []
+        self.last_results: dict[str, RunResult] = {}  # per task name; bounded
 
     def stop(self) -> None:
         """Start a graceful shutdown: finish what runs, start nothing new."""
@@ -158,7 +158,7 @@ class Scheduler:
             return run.id
 
     async def _record_end(self, run_id: int, entry: Any, result: RunResult) -> None:
-        self.results.append(result)
+        self.last_results[result.task_name] = result
         _log_end(entry.task_name, result)
         async with self.app.sessions.begin() as session:
             await runs.finish_run(

@@ -3,32 +3,18 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
-import os
 import sys
 from pathlib import Path
 from typing import Any
 
 from librarian_async.cli.common import database, os_problem, print_json, print_table
 from librarian_async.config import Settings
-from librarian_async.context import Context
 from librarian_async.db import catalog
-from librarian_async.db.models import File, Store
+from librarian_async.db.models import File
 from librarian_async.enums import DeletionPolicy, parse_enum
-from librarian_async.errors import (
-    ConflictError,
-    LibrarianError,
-    NotFoundError,
-    StoreUnavailableError,
-)
-from librarian_async.storage.checksum import (
-    DEFAULT_ALGORITHM,
-    FileDigest,
-    copy_and_hash,
-    remove_file_or_tree,
-)
-from librarian_async.storage.convert import local_store
-from librarian_async.storage.store import LocalStore
+from librarian_async.errors import ConflictError, LibrarianError
+from librarian_async.ingest import IngestOptions, add_local_file, ingest_target
+from librarian_async.storage.checksum import DEFAULT_ALGORITHM
 
 
 def register(commands: Any) -> None:
@@ -77,10 +63,11 @@ async def add_files(args: argparse.Namespace, settings: Settings) -> int:
     failures = 0
     async with database(settings) as app:
         store_row, store = await ingest_target(app, args.store)
+        options = IngestOptions(args.uploader, args.checksum_algorithm, args.deletion_policy)
         for number, path in enumerate(args.paths, 1):
             name = args.name or path.name
             try:
-                await add_one(app, store_row, store, path, name, args)
+                await add_local_file(app, store_row, store, path, name, options)
             except (LibrarianError, OSError) as error:
                 failures += 1
                 reason = os_problem(error) if isinstance(error, OSError) else str(error)
@@ -88,94 +75,6 @@ async def add_files(args: argparse.Namespace, settings: Settings) -> int:
             else:
                 print(f"[{number}/{len(args.paths)}] added {name}", file=sys.stderr)
     return 1 if failures else 0
-
-
-async def ingest_target(app: Context, name: str) -> tuple[Store, LocalStore]:
-    """The store named ``name``, if it is enabled, ingestable and its directories exist."""
-    async with app.sessions() as session:
-        row = await catalog.store_by_name(session, name)
-    if not row.enabled:
-        raise StoreUnavailableError(f"store {name!r} is disabled")
-    if not row.ingestable:
-        raise StoreUnavailableError(f"store {name!r} is not ingestable (takes no new files)")
-    store = local_store(row)
-    store.ensure_available()
-    return row, store
-
-
-async def add_one(
-    app: Context,
-    store_row: Store,
-    store: LocalStore,
-    path: Path,
-    name: str,
-    args: argparse.Namespace,
-) -> None:
-    """Stage a copy of ``path``, commit it to ``name`` in the store, then catalogue it.
-
-    Nothing stays in staging. If cataloguing fails, a file that this call put into the store
-    is removed again, so no uncatalogued file is left behind.
-    """
-    target = await check_addable(app, store, path, name)
-    existed = await asyncio.to_thread(os.path.lexists, target)
-    digest = await stage_and_commit(store, path, name, args.checksum_algorithm)
-    try:
-        await catalogue(app, store_row, target, name, digest, args)
-    except BaseException:
-        if not existed:
-            remove_file_or_tree(target)
-        raise
-
-
-async def check_addable(app: Context, store: LocalStore, path: Path, name: str) -> Path:
-    """Refuse a bad name, a missing source, a full store or a taken name before copying."""
-    target = store.resolve_in_store(name)
-    if not await asyncio.to_thread(path.is_file):
-        raise NotFoundError("not a regular file")
-    store.ensure_room((await asyncio.to_thread(path.stat)).st_size)
-    async with app.sessions() as session:
-        if await catalog.file_exists(session, name):
-            raise ConflictError(f"file {name!r} is already catalogued")
-    return target
-
-
-async def stage_and_commit(store: LocalStore, path: Path, name: str, algorithm: str) -> FileDigest:
-    """Copy into a fresh staging directory (hashing on the way), then commit into the store."""
-    staging = store.make_staging_dir(f"file-add-{path.name}")
-    try:
-        staged = staging / "file"
-        digest = await copy_and_hash(path, staged, algorithm)
-        await store.commit(staged, name, digest)
-        return digest
-    finally:
-        store.remove_staging_dir(staging)
-
-
-async def catalogue(
-    app: Context,
-    store_row: Store,
-    target: Path,
-    name: str,
-    digest: FileDigest,
-    args: argparse.Namespace,
-) -> None:
-    file = File(
-        name=name,
-        create_time=app.now(),
-        size=digest.size,
-        checksum=digest.checksum,
-        uploader=args.uploader,
-        source=app.settings.name,
-    )
-    async with app.sessions.begin() as session:
-        await catalog.add_file_with_instance(
-            session,
-            file,
-            store=store_row,
-            path=str(target),
-            deletion_policy=args.deletion_policy,
-            created_time=file.create_time,
-        )
 
 
 async def list_files(args: argparse.Namespace, settings: Settings) -> int:

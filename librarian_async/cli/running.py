@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import resource
 import signal
 import sys
 from pathlib import Path
@@ -13,6 +14,7 @@ from librarian_async.cli.common import database
 from librarian_async.config import Settings, TaskConfig, check_references, load_task_config
 from librarian_async.db import catalog, peers
 from librarian_async.errors import ConfigError, DatabaseError
+from librarian_async.looplag import LoopLag, measure_loop_lag
 from librarian_async.runner import build_scheduler
 from librarian_async.scheduler import RunResult, Scheduler
 from librarian_async.tasks import REGISTRY
@@ -40,6 +42,11 @@ def register(commands: Any) -> None:
         help="run every entry once and exit: 0 clean, 1 problems, 2 bad config",
     )
     run.add_argument("--only", nargs="+", metavar="NAME", help="only these task names")
+    run.add_argument(
+        "--stats",
+        action="store_true",
+        help="with --once: also print the worst event-loop lag and the peak memory",
+    )
     run.set_defaults(handler=run_tasks)
 
 
@@ -88,7 +95,11 @@ async def run_tasks(args: argparse.Namespace, settings: Settings) -> int:
     async with database(settings) as app:
         scheduler = await build_scheduler(app, config, only=only)
         if args.once:
-            return exit_code(await scheduler.run_once(), config)
+            async with measure_loop_lag() as lag:
+                results = await scheduler.run_once()
+            if args.stats:
+                print_stats(lag)
+            return exit_code(results)
         await run_until_signalled(scheduler)
     return 0
 
@@ -105,7 +116,13 @@ async def run_until_signalled(scheduler: Scheduler) -> None:
             loop.remove_signal_handler(signum)
 
 
-def exit_code(results: list[RunResult], config: TaskConfig) -> int:
+def print_stats(lag: LoopLag) -> None:
+    """One machine-readable line for benchmarks and curious operators."""
+    peak_rss_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(f"stats: loop_lag_max_ms={lag.worst * 1000:.1f} peak_rss_mib={peak_rss_mib:.1f}")
+
+
+def exit_code(results: list[RunResult]) -> int:
     for result in results:
         print(
             f"{result.task_name}: {result.outcome} in {result.duration:.2f}s "

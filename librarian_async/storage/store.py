@@ -41,8 +41,10 @@ from librarian_async.storage.checksum import (
     FileDigest,
     checksums_match,
     copy_and_hash,
+    copy_and_hash_sync,
     fsync_directory,
     hash_file,
+    hash_file_sync,
     parse_checksum,
     remove_file_or_tree,
     run_interruptible,
@@ -232,6 +234,41 @@ class LocalStore:
             await run_interruptible(_discard, temporary)
         return target, digest
 
+    def copy_in_sync(
+        self,
+        source: Path,
+        name: str,
+        expected_checksum: str | None = None,
+        stop: threading.Event | None = None,
+    ) -> tuple[Path, FileDigest]:
+        """:meth:`copy_in` in the calling thread, for callers that batch small files.
+
+        Same guarantees: temporary sibling, fsync, ChecksumError on a mismatch (nothing is
+        left), rename without clobbering, an identical file at ``name`` adopted (ConflictError
+        if different). ``stop`` interrupts the copy between chunks, never the rename.
+        """
+        target = self.resolve_in_store(name)
+        algorithm = _choose_algorithm(source, None, expected_checksum)
+        self._make_parents(target)
+        temporary = temporary_sibling(target)
+        try:
+            digest = copy_and_hash_sync(source, temporary, algorithm, stop)
+            _require_checksum(source, digest, expected_checksum)
+            self._install_sync(temporary, target, digest)
+        finally:
+            remove_file_or_tree(temporary)
+        return target, digest
+
+    def _install_sync(self, ready: Path, target: Path, expected: FileDigest) -> None:
+        """:meth:`_install` in the calling thread."""
+        try:
+            _move_without_clobbering(ready, target)
+        except FileExistsError:
+            if not hash_file_sync(target, expected.algorithm).matches(expected):
+                message = f"{target} exists with different content"
+                raise ConflictError(f"store {self.name!r}: {message}") from None
+            remove_file_or_tree(ready)
+
     async def _install(self, ready: Path, target: Path, expected: FileDigest | None) -> Path:
         """Rename ``ready`` to ``target`` without clobbering; adopt an identical ``target``.
 
@@ -277,7 +314,7 @@ class LocalStore:
         for directory, subdirectories, files in os.walk(self.store_path):
             for entry in [*subdirectories, *files]:
                 path = Path(directory, entry)
-                if _TEMPORARY_NAME.match(entry) and path.lstat().st_mtime <= cutoff:
+                if _TEMPORARY_NAME.match(entry) and _modified_before(path, cutoff):
                     found.append(path)
             subdirectories[:] = [d for d in subdirectories if not _TEMPORARY_NAME.match(d)]
         return sorted(found)
@@ -309,6 +346,14 @@ def _form_problem(relative: str) -> str | None:
     return None
 
 
+def _modified_before(path: Path, cutoff: float) -> bool:
+    """False for a path gone since it was listed (a copy in progress finished meanwhile)."""
+    try:
+        return path.lstat().st_mtime <= cutoff
+    except FileNotFoundError:
+        return False
+
+
 def _strictly_inside(path: Path, area: Path) -> bool:
     return path != area and path.is_relative_to(area)
 
@@ -333,7 +378,9 @@ def _discard(path: Path, *, stop: threading.Event) -> None:
     remove_file_or_tree(path)
 
 
-def _move_without_clobbering(ready: Path, target: Path, *, stop: threading.Event) -> None:
+def _move_without_clobbering(
+    ready: Path, target: Path, *, stop: threading.Event | None = None
+) -> None:
     """Rename ``ready`` to ``target`` unless it exists (FileExistsError); fsync the directory.
 
     Files use link + unlink, which fails atomically if ``target`` exists. Directories (and

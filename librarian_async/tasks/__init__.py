@@ -7,9 +7,10 @@ from ``REGISTRY``; the runner refuses to start with it rather than pretend to ru
 
 from __future__ import annotations
 
-from librarian_async.tasks import check_integrity
+from librarian_async.tasks import check_integrity, create_local_clone
 from librarian_async.tasks.base import TaskFunction
 
 REGISTRY: dict[str, TaskFunction] = {
     "check_integrity": check_integrity.run,
+    "create_local_clone": create_local_clone.run,
 }

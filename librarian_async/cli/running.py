@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import resource
 import signal
 import sys
@@ -94,6 +95,7 @@ async def run_tasks(args: argparse.Namespace, settings: Settings) -> int:
     only = set(args.only) if args.only else None
     async with database(settings) as app:
         scheduler = await build_scheduler(app, config, only=only)
+        freeze_startup_objects()
         if args.once:
             async with measure_loop_lag() as lag:
                 results = await scheduler.run_once()
@@ -114,6 +116,14 @@ async def run_until_signalled(scheduler: Scheduler) -> None:
     finally:
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(signum)
+
+
+def freeze_startup_objects() -> None:
+    """Exempt everything built at start-up (modules, mappers, settings) from the cyclic
+    garbage collector: a full collection walking them stalled the event loop for ~50 ms
+    during big runs; afterwards only objects created by the runs themselves are scanned."""
+    gc.collect()
+    gc.freeze()
 
 
 def print_stats(lag: LoopLag) -> None:

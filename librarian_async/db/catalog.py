@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import func, select
@@ -107,21 +108,32 @@ async def count_instances(session: AsyncSession, store_id: int) -> int:
     return int(await session.scalar(query) or 0)
 
 
-async def recent_instances_page(
+@dataclass(frozen=True, slots=True)
+class CheckCandidate:
+    """What an integrity check needs of one instance: plain values, no ORM object."""
+
+    instance_id: int
+    path: str
+    file_name: str
+    size: int
+    checksum: str
+
+
+async def recent_check_candidates(
     session: AsyncSession,
     *,
     store_id: int,
     created_after: datetime,
     after_id: int,
     limit: int,
-) -> Sequence[tuple[Instance, File]]:
-    """A page of available instances on a store, created after a time, in id order.
+) -> list[CheckCandidate]:
+    """A page of available instances on a store created after a time, in id order.
 
-    Keyset pagination (``after_id``) keeps every page one indexed range scan, however large
-    the window is; the file row comes in the same query.
+    Keyset pagination (``after_id``) keeps every page one indexed range scan however large
+    the window is; plain columns, not ORM objects, keep the event loop's share small.
     """
     query = (
-        select(Instance, File)
+        select(Instance.id, Instance.path, File.name, File.size, File.checksum)
         .join(File, File.name == Instance.file_name)
         .where(
             Instance.store_id == store_id,
@@ -132,4 +144,16 @@ async def recent_instances_page(
         .order_by(Instance.id)
         .limit(limit)
     )
-    return [(row[0], row[1]) for row in (await session.execute(query)).all()]
+    return [CheckCandidate(*row) for row in (await session.execute(query)).all()]
+
+
+async def instances_with_files(
+    session: AsyncSession, instance_ids: Sequence[int]
+) -> dict[int, tuple[Instance, File]]:
+    """The instances with these ids and their files, keyed by instance id."""
+    query = (
+        select(Instance, File)
+        .join(File, File.name == Instance.file_name)
+        .where(Instance.id.in_(instance_ids))
+    )
+    return {row[0].id: (row[0], row[1]) for row in (await session.execute(query)).all()}

@@ -189,11 +189,26 @@ def hash_file_sync(
     chunk_size: int = CHUNK_SIZE,
 ) -> FileDigest:
     """:func:`hash_file` in the calling thread, for callers that batch small files."""
-    buffer = memoryview(bytearray(chunk_size))
+    buffer = thread_buffer(chunk_size)
     if _is_directory(path):
         entries = _list_tree(path)
         return _digest_tree(alg, entries, lambda entry: _hash_one(entry.path, alg, stop, buffer))
     return _hash_one(path, alg, stop, buffer)
+
+
+_buffers = threading.local()
+
+
+def thread_buffer(size: int) -> memoryview:
+    """A reusable read buffer of ``size`` bytes for the calling thread.
+
+    Allocating (and zeroing) a fresh 1 MiB buffer per file would cost more than reading a
+    small file; each worker thread keeps one per size instead.
+    """
+    cache: dict[int, memoryview] = _buffers.__dict__.setdefault("by_size", {})
+    if size not in cache:
+        cache[size] = memoryview(bytearray(size))
+    return cache[size]
 
 
 def _is_directory(path: Path) -> bool:
@@ -309,7 +324,7 @@ def copy_and_hash_sync(
     chunk_size: int = CHUNK_SIZE,
 ) -> FileDigest:
     """:func:`copy_and_hash` in the calling thread."""
-    buffer = memoryview(bytearray(chunk_size))
+    buffer = thread_buffer(chunk_size)
     if _is_directory(source):
         return _copy_tree(source, target, alg, stop, buffer)
     return _copy_one(source, target, alg, stop, buffer)

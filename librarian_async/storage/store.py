@@ -240,29 +240,47 @@ class LocalStore:
         name: str,
         expected_checksum: str | None = None,
         stop: threading.Event | None = None,
+        *,
+        sync_directory: bool = True,
     ) -> tuple[Path, FileDigest]:
         """:meth:`copy_in` in the calling thread, for callers that batch small files.
 
         Same guarantees: temporary sibling, fsync, ChecksumError on a mismatch (nothing is
         left), rename without clobbering, an identical file at ``name`` adopted (ConflictError
         if different). ``stop`` interrupts the copy between chunks, never the rename.
+        With ``sync_directory=False`` the caller fsyncs the target's directory itself (once
+        for a whole batch) before it records the copy anywhere.
         """
         target = self.resolve_in_store(name)
+        return self.copy_to_sync(source, target, expected_checksum, stop, sync_directory)
+
+    def copy_to_sync(
+        self,
+        source: Path,
+        target: Path,
+        expected_checksum: str | None,
+        stop: threading.Event | None,
+        sync_directory: bool,
+    ) -> tuple[Path, FileDigest]:
+        """:meth:`copy_in_sync` to a ``target`` that :meth:`resolve_in_store` returned (the
+        caller already resolved it; resolving costs more than copying a small file)."""
         algorithm = _choose_algorithm(source, None, expected_checksum)
         self._make_parents(target)
         temporary = temporary_sibling(target)
         try:
             digest = copy_and_hash_sync(source, temporary, algorithm, stop)
             _require_checksum(source, digest, expected_checksum)
-            self._install_sync(temporary, target, digest)
+            self._install_sync(temporary, target, digest, sync_directory)
         finally:
             remove_file_or_tree(temporary)
         return target, digest
 
-    def _install_sync(self, ready: Path, target: Path, expected: FileDigest) -> None:
+    def _install_sync(
+        self, ready: Path, target: Path, expected: FileDigest, sync_directory: bool
+    ) -> None:
         """:meth:`_install` in the calling thread."""
         try:
-            _move_without_clobbering(ready, target)
+            _move_without_clobbering(ready, target, sync_directory=sync_directory)
         except FileExistsError:
             if not hash_file_sync(target, expected.algorithm).matches(expected):
                 message = f"{target} exists with different content"
@@ -379,7 +397,7 @@ def _discard(path: Path, *, stop: threading.Event) -> None:
 
 
 def _move_without_clobbering(
-    ready: Path, target: Path, *, stop: threading.Event | None = None
+    ready: Path, target: Path, *, stop: threading.Event | None = None, sync_directory: bool = True
 ) -> None:
     """Rename ``ready`` to ``target`` unless it exists (FileExistsError); fsync the directory.
 
@@ -390,7 +408,8 @@ def _move_without_clobbering(
         _rename_if_absent(ready, target)
     else:
         _link_then_unlink(ready, target)
-    fsync_directory(target.parent)
+    if sync_directory:
+        fsync_directory(target.parent)
 
 
 def _link_then_unlink(ready: Path, target: Path) -> None:

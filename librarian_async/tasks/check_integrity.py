@@ -8,6 +8,10 @@ row per missing file (``missing_file``) and per file that cannot be verified
 (``unverifiable_file``: unreadable, not a regular file or directory, or a malformed
 checksum in the catalogue). One such file never stops the others from being checked.
 
+Speed: the next page is fetched while the current one is hashed; files are hashed in worker
+threads in batches (many small files per thread hop, big files alone), ``concurrency``
+batches at a time; a page with nothing wrong writes nothing.
+
 A store area that does not exist (an unmounted disk) fails the run rather than reporting
 every file as missing. Findings are written after each page, and for the finished part of a
 page when the run is cancelled, so a timed-out run keeps what it found. It changes no file
@@ -17,7 +21,9 @@ and no instance, so a rerun after a crash at any point only checks some files ag
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+import contextlib
+import threading
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -25,15 +31,23 @@ from pathlib import Path
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from librarian_async.config import CheckIntegrityConfig
+from librarian_async.context import Context
 from librarian_async.db import catalog, problems
+from librarian_async.db.catalog import CheckCandidate
 from librarian_async.db.models import File, Instance, Store
 from librarian_async.errors import ChecksumError, StoreUnavailableError
-from librarian_async.storage.checksum import FileDigest, checksums_match, hash_file, parse_checksum
+from librarian_async.storage.checksum import (
+    FileDigest,
+    checksums_match,
+    hash_file_sync,
+    parse_checksum,
+    run_interruptible,
+)
 from librarian_async.tasks.base import Report, TaskContext
+from librarian_async.tasks.batching import batches
 
 PAGE_SIZE = 512
 COUNTS = ("checked", "ok", "corrupt", "missing", "unverifiable", "bytes")
-Page = Sequence[tuple[Instance, File]]
 
 
 @dataclass(frozen=True)
@@ -52,27 +66,17 @@ Finding = FileDigest | Missing | Unverifiable
 
 
 async def run(task: TaskContext, params: CheckIntegrityConfig) -> Report:
-    app = task.app
     for key in COUNTS:
         task.report.add(key, 0)
-    async with app.sessions() as session:
+    async with task.app.sessions() as session:
         store = await catalog.store_by_name(session, params.store_name)
     await _require_store_area(store)
-    created_after = app.now() - timedelta(days=params.age_in_days)
-    after_id = 0
-    while not task.budget.spent():
-        async with app.sessions() as session:
-            page = await catalog.recent_instances_page(
-                session,
-                store_id=store.id,
-                created_after=created_after,
-                after_id=after_id,
-                limit=PAGE_SIZE,
-            )
-        if not page:
-            break
-        await _check_page(task, page, params.concurrency)
-        after_id = page[-1][0].id
+    created_after = task.app.now() - timedelta(days=params.age_in_days)
+    async with contextlib.aclosing(_pages(task.app, store.id, created_after)) as pages:
+        async for page in pages:
+            if task.budget.spent():
+                break
+            await _check_page(task, page, params.concurrency)
     return task.report
 
 
@@ -83,46 +87,104 @@ async def _require_store_area(store: Store) -> None:
         raise StoreUnavailableError(message)
 
 
-async def _check_page(task: TaskContext, page: Page, concurrency: int) -> None:
-    """Hash a page with ``concurrency`` files in flight, then record its findings at once."""
+async def _pages(
+    app: Context, store_id: int, created_after: datetime
+) -> AsyncGenerator[list[CheckCandidate], None]:
+    """Pages of candidates in id order; the next page is read while the caller works."""
+
+    async def fetch(after_id: int) -> list[CheckCandidate]:
+        async with app.sessions() as session:
+            return await catalog.recent_check_candidates(
+                session,
+                store_id=store_id,
+                created_after=created_after,
+                after_id=after_id,
+                limit=PAGE_SIZE,
+            )
+
+    pending = asyncio.create_task(fetch(0))
+    try:
+        while page := await pending:
+            pending = asyncio.create_task(fetch(page[-1].instance_id))
+            yield page
+    finally:
+        pending.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await pending
+
+
+async def _check_page(task: TaskContext, page: list[CheckCandidate], concurrency: int) -> None:
+    """Hash a page, ``concurrency`` batches at a time, then record its findings at once."""
     limiter = asyncio.Semaphore(concurrency)
     findings: dict[int, Finding] = {}
 
-    async def check(instance: Instance, file: File) -> None:
+    async def check(batch: list[CheckCandidate]) -> None:
         async with limiter:
             if not task.budget.spent():
-                findings[instance.id] = await _examine(instance, file)
+                findings.update(await run_interruptible(_examine_batch, batch))
 
     try:
         async with asyncio.TaskGroup() as group:
-            for instance, file in page:
-                group.create_task(check(instance, file))
-    finally:  # also when cancelled: keep what the finished checks found
+            for batch in batches(page, lambda candidate: candidate.size):
+                group.create_task(check(batch))
+    finally:  # also when cancelled: keep what the finished batches found
         await asyncio.shield(_record_page(task, page, findings))
 
 
-async def _examine(instance: Instance, file: File) -> Finding:
-    """Hash the instance with the algorithm of the catalogued checksum."""
+def _examine_batch(batch: list[CheckCandidate], *, stop: threading.Event) -> dict[int, Finding]:
+    """In a worker thread: hash each file of the batch with its catalogued algorithm."""
+    return {candidate.instance_id: _examine(candidate, stop) for candidate in batch}
+
+
+def _examine(candidate: CheckCandidate, stop: threading.Event) -> Finding:
     try:
-        algorithm, _ = parse_checksum(file.checksum)
+        algorithm, _ = parse_checksum(candidate.checksum)
     except ChecksumError as error:
         return Unverifiable(f"catalogue checksum: {error}")
     try:
-        return await hash_file(Path(instance.path), algorithm)
+        return hash_file_sync(Path(candidate.path), algorithm, stop)
     except (FileNotFoundError, NotADirectoryError):
         return Missing()
     except (OSError, ChecksumError) as error:
         return Unverifiable(str(error))
 
 
-async def _record_page(task: TaskContext, page: Page, findings: dict[int, Finding]) -> None:
+async def _record_page(
+    task: TaskContext, page: list[CheckCandidate], findings: dict[int, Finding]
+) -> None:
+    """Count the page; open a write transaction only for the files with a problem."""
+    report, troubled = task.report, []
+    for candidate in page:
+        finding = findings.get(candidate.instance_id)
+        if finding is None:
+            continue
+        report.add("checked")
+        if _intact(candidate, finding):
+            report.add("ok")
+            report.add("bytes", candidate.size)
+        else:
+            troubled.append(candidate.instance_id)
+    if troubled:
+        await _record_problems(task, troubled, findings)
+
+
+def _intact(candidate: CheckCandidate, finding: Finding) -> bool:
+    return (
+        isinstance(finding, FileDigest)
+        and finding.size == candidate.size
+        and checksums_match(finding.checksum, candidate.checksum)
+    )
+
+
+async def _record_problems(
+    task: TaskContext, instance_ids: list[int], findings: dict[int, Finding]
+) -> None:
     now = task.app.now()
     async with task.app.sessions.begin() as session:
-        for instance, file in page:
-            finding = findings.get(instance.id)
-            if finding is not None:
-                task.report.add("checked")
-                await _record(task, session, instance, file, finding, now)
+        rows = await catalog.instances_with_files(session, instance_ids)
+        for instance_id in instance_ids:
+            instance, file = rows[instance_id]
+            await _record(task, session, instance, file, findings[instance_id], now)
 
 
 async def _record(
@@ -147,23 +209,9 @@ async def _record(
             session, instance=instance, reason=finding.reason, caller=task.task_name, found_at=now
         )
     else:
-        await _record_digest(report, session, instance, file, finding, now)
-
-
-async def _record_digest(
-    report: Report,
-    session: AsyncSession,
-    instance: Instance,
-    file: File,
-    digest: FileDigest,
-    now: datetime,
-) -> None:
-    report.add("bytes", digest.size)
-    if digest.size == file.size and checksums_match(digest.checksum, file.checksum):
-        report.add("ok")
-        return
-    report.add("corrupt")
-    report.problem(f"corrupt: {file.name} ({instance.path}): found {digest.checksum}")
-    await problems.record_corrupt_instance(
-        session, file=file, instance=instance, computed_checksum=digest.checksum, found_at=now
-    )
+        report.add("bytes", finding.size)
+        report.add("corrupt")
+        report.problem(f"corrupt: {where}: found {finding.checksum}")
+        await problems.record_corrupt_instance(
+            session, file=file, instance=instance, computed_checksum=finding.checksum, found_at=now
+        )

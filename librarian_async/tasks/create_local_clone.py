@@ -41,6 +41,7 @@ from librarian_async.errors import ChecksumError, LibrarianError
 from librarian_async.storage.checksum import (
     FileDigest,
     checksums_match,
+    fsync_directory,
     hash_file_sync,
     parse_checksum,
     run_interruptible,
@@ -51,7 +52,7 @@ from librarian_async.tasks.base import Report, TaskContext
 
 log = logging.getLogger(__name__)
 
-PAGE_SIZE = 512
+PAGE_SIZE = 256
 PAGE_BYTES = 4 * 1024**3
 """A page stops before this many bytes (but takes at least one file): bounds the work a
 crash leaves unrecorded, which the next run re-hashes to adopt."""
@@ -133,6 +134,7 @@ class Cloner:
     started_wall: float = field(default_factory=time.time)
     disabled: list[Destination] = field(default_factory=list)
     warned: set[str] = field(default_factory=set)
+    recording: asyncio.Task[None] | None = None
 
     @classmethod
     async def load(cls, task: TaskContext, params: CreateLocalCloneConfig) -> Cloner:
@@ -185,6 +187,12 @@ class Cloner:
     async def clone_pages(self) -> None:
         """Page through the candidates, oldest first, until ``files_per_run``, the budget or
         the end of the window."""
+        try:
+            await self._page_loop()
+        finally:  # the last page's outcomes are written whatever ended the loop
+            await asyncio.shield(self._await_recording())
+
+    async def _page_loop(self) -> None:
         created_after = self.task.app.now() - timedelta(days=self.params.age_in_days)
         remaining, after = self.params.files_per_run, (created_after, 0)
         while remaining > 0 and not self.task.budget.spent():
@@ -197,6 +205,11 @@ class Cloner:
                 return
             remaining -= len(page)
             after = (page[-1][0].created_time, page[-1][0].id)
+
+    async def _await_recording(self) -> None:
+        if self.recording is not None:
+            await self.recording
+            self.recording = None
 
     async def _candidates(
         self, created_after: datetime, after: tuple[datetime, int], limit: int
@@ -223,9 +236,14 @@ class Cloner:
         if jobs:
             try:
                 await self._copy_all(jobs)
-            finally:
-                await asyncio.shield(self._record(jobs))
+            finally:  # recorded while the next page is fetched and copied
+                await asyncio.shield(self._record_in_background(jobs))
         return True
+
+    async def _record_in_background(self, jobs: list[Job]) -> None:
+        """Start recording this page once the previous page's recording has finished."""
+        await self._await_recording()
+        self.recording = asyncio.create_task(self._record(jobs))
 
     # --- choosing destinations --------------------------------------------------------------
 
@@ -428,9 +446,13 @@ def _sweep_temporaries(disks: list[LocalStore], started_wall: float) -> None:
 
 
 def _copy_batch(batch: list[Job], *, stop: threading.Event) -> None:
-    """(Worker thread.) Copy each job in turn, setting its outcome as soon as it is known."""
-    for job in batch:
-        job.outcome = _clone_one(job, stop)
+    """(Worker thread.) Copy each job in turn, then make the renames durable: one fsync per
+    directory for the whole batch, before any outcome is visible to the recording step."""
+    outcomes = [_clone_one(job, stop) for job in batch]
+    for directory in {outcome.path.parent for outcome in outcomes if outcome.path is not None}:
+        fsync_directory(directory)
+    for job, outcome in zip(batch, outcomes, strict=True):
+        job.outcome = outcome
 
 
 def _clone_one(job: Job, stop: threading.Event) -> Outcome:
@@ -452,7 +474,7 @@ def _adopt_or_copy(job: Job, source: Path, stop: threading.Event) -> Outcome:
     target = disk.resolve_in_store(name)
     if os.path.lexists(target):
         return _adopt(target, job.file, stop)
-    path, digest = disk.copy_in_sync(source, name, job.file.checksum, stop)
+    path, digest = disk.copy_to_sync(source, target, job.file.checksum, stop, False)
     log.debug("cloned %s to %s", name, path)
     return Outcome("cloned", path=path, digest=digest)
 

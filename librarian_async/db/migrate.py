@@ -5,15 +5,18 @@ from __future__ import annotations
 import asyncio
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from alembic import command
-from alembic.config import Config
+if TYPE_CHECKING:
+    from alembic.config import Config
 
 MIGRATIONS_DIR = Path(__file__).resolve().parents[2] / "migrations"
 
 
 def alembic_config(url: str) -> Config:
     """An alembic Config for our migration chain, bound to ``url``."""
+    from alembic.config import Config  # alembic is only needed to migrate: import it late
+
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS_DIR))
     config.attributes["url"] = url
@@ -26,6 +29,8 @@ def upgrade_sync(url: str, revision: str = "head") -> None:
     Our alembic env runs its own event loop; when one is already running in this thread,
     the upgrade goes to a worker thread instead.
     """
+    from alembic import command
+
     try:
         asyncio.get_running_loop()
     except RuntimeError:

@@ -11,18 +11,14 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from librarian_async.db.models import File, Instance, Store
+from librarian_async.db.rows import insert_unique
 from librarian_async.enums import DeletionPolicy
 from librarian_async.errors import ConflictError, NotFoundError
 
 
 async def add_store(session: AsyncSession, store: Store) -> Store:
     """Insert a store; a taken name is a ConflictError."""
-    session.add(store)
-    try:
-        await session.flush()
-    except IntegrityError as error:
-        raise ConflictError(f"store {store.name!r} already exists") from error
-    return store
+    return await insert_unique(session, store, f"store {store.name!r}")
 
 
 async def store_by_name(session: AsyncSession, name: str) -> Store:

@@ -5,20 +5,15 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from librarian_async.db.models import Librarian, User
-from librarian_async.errors import ConflictError, NotFoundError
+from librarian_async.db.rows import insert_unique
+from librarian_async.errors import NotFoundError
 
 
 async def add_librarian(session: AsyncSession, librarian: Librarian) -> Librarian:
-    session.add(librarian)
-    try:
-        await session.flush()
-    except IntegrityError as error:
-        raise ConflictError(f"librarian {librarian.name!r} already exists") from error
-    return librarian
+    return await insert_unique(session, librarian, f"librarian {librarian.name!r}")
 
 
 async def librarian_by_name(session: AsyncSession, name: str) -> Librarian:
@@ -41,12 +36,7 @@ async def remove_librarian(session: AsyncSession, name: str) -> None:
 
 
 async def add_user(session: AsyncSession, user: User) -> User:
-    session.add(user)
-    try:
-        await session.flush()
-    except IntegrityError as error:
-        raise ConflictError(f"user {user.username!r} already exists") from error
-    return user
+    return await insert_unique(session, user, f"user {user.username!r}")
 
 
 async def user_by_name(session: AsyncSession, username: str) -> User | None:

@@ -147,7 +147,7 @@ def test_defaults_and_normalisation() -> None:
     assert cloner.clone_to == ["clone"]
     assert cloner.files_per_run == 1024
     assert cloner.soft_timeout is None
-    assert cloner.concurrency == (os.cpu_count() or 1)
+    assert cloner.concurrency == 2 * (os.cpu_count() or 1)  # I/O-bound: fsync waits
 
 
 @pytest.mark.parametrize(

@@ -14,12 +14,21 @@ import logging
 import sys
 from collections.abc import Sequence
 
-from librarian_async.cli import database, files, peers, quickstart, running, status, stores
+from librarian_async.cli import (
+    database,
+    files,
+    peers,
+    quickstart,
+    running,
+    serve,
+    status,
+    stores,
+)
 from librarian_async.cli.common import fail_with, os_problem, print_problems
 from librarian_async.config import load_settings
 from librarian_async.errors import ConfigError, LibrarianError
 
-COMMAND_GROUPS = (database, stores, peers, files, running, status, quickstart)
+COMMAND_GROUPS = (database, stores, peers, files, running, serve, status, quickstart)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -14,6 +14,7 @@ from librarian_async.db.models import (
     IncomingTransfer,
     OutgoingTransfer,
     SendQueueItem,
+    TaskRun,
 )
 
 TRANSFER_TABLES: dict[str, type[IncomingTransfer | OutgoingTransfer | CloneTransfer]] = {
@@ -58,3 +59,16 @@ async def count_corrupt_files(session: AsyncSession) -> int:
 async def count_uncleared_errors(session: AsyncSession) -> int:
     query = select(func.count()).select_from(ErrorRecord).where(ErrorRecord.cleared.is_(False))
     return int(await session.scalar(query) or 0)
+
+
+async def task_runs_by_outcome(session: AsyncSession) -> list[dict[str, Any]]:
+    """Number of recorded runs per task entry and outcome (for metrics)."""
+    query = (
+        select(TaskRun.task_type, TaskRun.task_name, TaskRun.outcome, func.count())
+        .group_by(TaskRun.task_type, TaskRun.task_name, TaskRun.outcome)
+        .order_by(TaskRun.task_name, TaskRun.outcome)
+    )
+    return [
+        {"task_type": task_type, "task_name": name, "outcome": outcome, "count": count}
+        for task_type, name, outcome, count in (await session.execute(query)).all()
+    ]

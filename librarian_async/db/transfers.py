@@ -1,0 +1,225 @@
+"""Queries on incoming and outgoing transfers, named by intent. Callers own the transaction.
+
+Status changes are conditional UPDATEs (``WHERE status IN (allowed sources)``) so that a row
+changed meanwhile by someone else is simply not changed again: what an UPDATE returns is
+what was really moved. The allowed sources come from :mod:`librarian_async.transfer_states`.
+
+Staging layout of an incoming transfer: ``staging_path`` is the transfer's own directory
+under the store's staging area, the bytes go to ``staging_path/upload_name`` (see
+:func:`staged_file`), and ``store_path`` is the name the file gets in the store.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import func, insert, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from librarian_async.db.models import File, IncomingTransfer, OutgoingTransfer, RemoteInstance
+from librarian_async.enums import TransferStatus
+from librarian_async.transfer_states import FINAL, LIVE, sources_of
+
+
+@dataclass(frozen=True)
+class NewIncoming:
+    """An incoming transfer about to be created, with its staging directory already made."""
+
+    source: str
+    uploader: str
+    upload_name: str
+    store_path: str
+    transfer_size: int
+    transfer_checksum: str
+    source_transfer_id: int
+    store_id: int
+    staging_path: str
+
+
+@dataclass(frozen=True)
+class Unstaged:
+    """A staging directory to remove, on the store ``store_id``."""
+
+    transfer_id: int
+    store_id: int
+    staging_path: str
+
+
+def staged_file(transfer: IncomingTransfer) -> Path | None:
+    """Where the bytes of an incoming transfer are (or are to be) staged."""
+    if transfer.staging_path is None:
+        return None
+    return Path(transfer.staging_path).joinpath(*transfer.upload_name.split("/"))
+
+
+# --- reading ------------------------------------------------------------------------------
+
+
+async def staged_bytes_by_store(session: AsyncSession) -> dict[int, int]:
+    """Bytes promised to live incoming transfers (INITIATED, ONGOING, STAGED), per store."""
+    query = (
+        select(IncomingTransfer.store_id, func.sum(IncomingTransfer.transfer_size))
+        .where(IncomingTransfer.status.in_(LIVE), IncomingTransfer.store_id.is_not(None))
+        .group_by(IncomingTransfer.store_id)
+    )
+    rows = (await session.execute(query)).all()
+    return {store_id: int(total or 0) for store_id, total in rows if store_id is not None}
+
+
+async def existing_file_names(session: AsyncSession, names: Collection[str]) -> set[str]:
+    """The names among ``names`` that are catalogued files."""
+    if not names:
+        return set()
+    found = await session.scalars(select(File.name).where(File.name.in_(list(names))))
+    return set(found.all())
+
+
+async def live_incoming_to(
+    session: AsyncSession, store_paths: Collection[str]
+) -> Sequence[IncomingTransfer]:
+    """Live incoming transfers whose file is to get one of these names."""
+    if not store_paths:
+        return []
+    query = select(IncomingTransfer).where(
+        IncomingTransfer.status.in_(LIVE), IncomingTransfer.store_path.in_(list(store_paths))
+    )
+    return (await session.scalars(query.order_by(IncomingTransfer.id))).all()
+
+
+async def incoming_by_ids(
+    session: AsyncSession, ids: Collection[int]
+) -> dict[int, IncomingTransfer]:
+    if not ids:
+        return {}
+    query = select(IncomingTransfer).where(IncomingTransfer.id.in_(list(ids)))
+    return {row.id: row for row in (await session.scalars(query)).all()}
+
+
+async def outgoing_by_ids(
+    session: AsyncSession, ids: Collection[int]
+) -> dict[int, OutgoingTransfer]:
+    if not ids:
+        return {}
+    query = select(OutgoingTransfer).where(OutgoingTransfer.id.in_(list(ids)))
+    return {row.id: row for row in (await session.scalars(query)).all()}
+
+
+# --- writing ------------------------------------------------------------------------------
+
+
+async def add_incoming(
+    session: AsyncSession, new: Sequence[NewIncoming], *, started_at: datetime
+) -> list[IncomingTransfer]:
+    """Insert INITIATED incoming transfers, in the given order, with their ids."""
+    rows = [
+        IncomingTransfer(status=TransferStatus.INITIATED, start_time=started_at, **vars(item))
+        for item in new
+    ]
+    session.add_all(rows)
+    await session.flush()
+    return rows
+
+
+async def move_incoming(
+    session: AsyncSession,
+    ids: Collection[int],
+    new: TransferStatus,
+    *,
+    at: datetime,
+    reason: str | None = None,
+) -> list[Unstaged]:
+    """Move these incoming transfers to ``new`` where the state machine allows it.
+
+    Returns the rows really moved, with what is needed to unstage them.
+    """
+    if not ids:
+        return []
+    statement = (
+        update(IncomingTransfer)
+        .where(IncomingTransfer.id.in_(list(ids)), IncomingTransfer.status.in_(sources_of(new)))
+        .values(_status_values(new, at, reason))
+        .returning(IncomingTransfer.id, IncomingTransfer.store_id, IncomingTransfer.staging_path)
+        .execution_options(synchronize_session=False)
+    )
+    rows = (await session.execute(statement)).all()
+    return [Unstaged(id, store_id or 0, path or "") for id, store_id, path in rows]
+
+
+async def move_outgoing(
+    session: AsyncSession,
+    ids: Collection[int],
+    new: TransferStatus,
+    *,
+    at: datetime,
+    reason: str | None = None,
+) -> list[int]:
+    """Move these outgoing transfers to ``new`` where allowed; return the ids moved."""
+    if not ids:
+        return []
+    statement = (
+        update(OutgoingTransfer)
+        .where(OutgoingTransfer.id.in_(list(ids)), OutgoingTransfer.status.in_(sources_of(new)))
+        .values(_status_values(new, at, reason))
+        .returning(OutgoingTransfer.id)
+        .execution_options(synchronize_session=False)
+    )
+    return list((await session.scalars(statement)).all())
+
+
+def _status_values(new: TransferStatus, at: datetime, reason: str | None) -> dict[str, Any]:
+    values: dict[str, Any] = {"status": new}
+    if new in FINAL:
+        values["end_time"] = at
+    if new == TransferStatus.FAILED and reason is not None:
+        values["failure_reason"] = reason
+    return values
+
+
+async def complete_outgoing(
+    session: AsyncSession, transfer_id: int, *, remote_transfer_id: int, at: datetime
+) -> bool:
+    """Mark an ONGOING or STAGED outgoing transfer COMPLETED; False if it was not in those."""
+    statement = (
+        update(OutgoingTransfer)
+        .where(
+            OutgoingTransfer.id == transfer_id,
+            OutgoingTransfer.status.in_((TransferStatus.ONGOING, TransferStatus.STAGED)),
+        )
+        .values(status=TransferStatus.COMPLETED, end_time=at, remote_transfer_id=remote_transfer_id)
+        .returning(OutgoingTransfer.id)
+        .execution_options(synchronize_session=False)
+    )
+    return (await session.scalar(statement)) is not None
+
+
+async def record_remote_instance(
+    session: AsyncSession,
+    *,
+    file_name: str,
+    librarian_id: int,
+    store_id: int,
+    copy_time: datetime,
+    sender: str,
+) -> None:
+    """Record that a peer holds a copy; a copy already recorded is left as it is."""
+    values = {
+        "file_name": file_name,
+        "librarian_id": librarian_id,
+        "store_id": store_id,
+        "copy_time": copy_time,
+        "sender": sender,
+    }
+    dialect = session.get_bind().dialect.name
+    statement: Any
+    if dialect == "postgresql":
+        statement = postgresql.insert(RemoteInstance).on_conflict_do_nothing()
+    elif dialect == "sqlite":
+        statement = sqlite.insert(RemoteInstance).on_conflict_do_nothing()
+    else:  # pragma: no cover - only the two supported backends exist
+        statement = insert(RemoteInstance)
+    await session.execute(statement.values(values))

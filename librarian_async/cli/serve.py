@@ -11,18 +11,11 @@ own connection pool.
 from __future__ import annotations
 
 import argparse
-import asyncio
-import signal
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
-import uvicorn
-
-from librarian_async.api import create_app
 from librarian_async.cli.common import database
 from librarian_async.config import Settings
-from librarian_async.runner import lifespan, task_config_of, validate_against_catalogue
+from librarian_async.runner import task_config_of, validate_against_catalogue
 
 
 def register(commands: Any) -> None:
@@ -33,37 +26,11 @@ def register(commands: Any) -> None:
 
 
 async def serve_api(args: argparse.Namespace, settings: Settings) -> int:
+    from librarian_async.api.server import serve  # the web stack loads only for serve
+
     config = task_config_of(settings)
     async with database(settings) as app:
         await validate_against_catalogue(app, config)
-        web = create_app(app, lifespan=lifespan(settings, config))
-        server = GracefulServer(
-            uvicorn.Config(
-                web,
-                host=args.host or settings.host,
-                port=args.port or settings.port,
-                lifespan="on",
-                log_config=None,
-            )
-        )
-        await server.serve()
-    return 0 if server.started else 1
-
-
-class GracefulServer(uvicorn.Server):
-    """A uvicorn server that, once shut down by a signal, returns instead of re-raising it."""
-
-    @contextmanager
-    def capture_signals(self) -> Iterator[None]:
-        loop = asyncio.get_running_loop()
-        for signum in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(signum, self._stop)
-        try:
-            yield
-        finally:
-            for signum in (signal.SIGTERM, signal.SIGINT):
-                loop.remove_signal_handler(signum)
-
-    def _stop(self) -> None:
-        self.force_exit = self.should_exit  # a second signal: stop waiting for connections
-        self.should_exit = True
+        host, port = args.host or settings.host, args.port or settings.port
+        started = await serve(app, settings, config, host, port)
+    return 0 if started else 1

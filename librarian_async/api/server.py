@@ -1,0 +1,44 @@
+"""Serve the API with uvicorn, the background tasks in its lifespan, stopping on signals."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import uvicorn
+
+from librarian_async.api.app import create_app
+from librarian_async.config import Settings, TaskConfig
+from librarian_async.context import Context
+from librarian_async.runner import lifespan
+
+
+async def serve(app: Context, settings: Settings, config: TaskConfig, host: str, port: int) -> bool:
+    """Serve until SIGTERM/SIGINT; False when the server never started."""
+    web = create_app(app, lifespan=lifespan(settings, config))
+    server = GracefulServer(
+        uvicorn.Config(web, host=host, port=port, lifespan="on", log_config=None)
+    )
+    await server.serve()
+    return bool(server.started)
+
+
+class GracefulServer(uvicorn.Server):
+    """A uvicorn server that, once shut down by a signal, returns instead of re-raising it."""
+
+    @contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, self._stop)
+        try:
+            yield
+        finally:
+            for signum in (signal.SIGTERM, signal.SIGINT):
+                loop.remove_signal_handler(signum)
+
+    def _stop(self) -> None:
+        self.force_exit = self.should_exit  # a second signal: stop waiting for connections
+        self.should_exit = True

@@ -21,6 +21,7 @@ from librarian_async.enums import TransferStatus
 from librarian_async.errors import ChecksumError
 from librarian_async.remote.schemas import UploadItem
 from librarian_async.storage.checksum import checksums_match, parse_checksum
+from librarian_async.storage.store import name_problem
 
 FIX_REQUEST = "Fix the request; see the reason."
 MAX_NAMED = 5
@@ -75,22 +76,6 @@ def item_problems(item: UploadItem) -> list[str]:
     except ChecksumError as error:
         problems.append(f"upload_checksum: {error}")
     return problems
-
-
-def name_problem(name: str) -> str | None:
-    """Why ``name`` cannot be a relative path inside a store or staging area, or None."""
-    if not name:
-        return "is empty"
-    if "\0" in name or "\\" in name:
-        return "contains a NUL byte or a backslash"
-    if name.startswith("/"):
-        return "is absolute"
-    parts = name.split("/")
-    if ".." in parts:
-        return "has a '..' component (it would leave the staging area)"
-    if "" in parts or "." in parts:
-        return "has an empty or '.' component"
-    return None
 
 
 # --- 3 and 4. conflicts with the catalogue and with live transfers ------------------------

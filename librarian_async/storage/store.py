@@ -104,7 +104,7 @@ class LocalStore:
         return self._confine(self.staging_path, "staging", relative)
 
     def _confine(self, area: Path, area_kind: str, relative: str) -> Path:
-        problem = _form_problem(relative)
+        problem = name_problem(relative)
         if problem is not None:
             raise PathEscapeError(f"store {self.name!r}: {area_kind} path {relative!r} {problem}")
         candidate = area.joinpath(*relative.split("/"))
@@ -348,8 +348,8 @@ class LocalStore:
 # --- helpers ----------------------------------------------------------------------------
 
 
-def _form_problem(relative: str) -> str | None:
-    """Why ``relative`` is not an acceptable name inside an area, or None if it is."""
+def name_problem(relative: str) -> str | None:
+    """Why ``relative`` is not an acceptable name inside a store or staging area, or None."""
     if not relative:
         return "is empty"
     if "\0" in relative or "\\" in relative:
@@ -358,7 +358,7 @@ def _form_problem(relative: str) -> str | None:
         return "is absolute"
     parts = relative.split("/")
     if ".." in parts:
-        return "has a '..' component"
+        return "has a '..' component (it would leave its area)"
     if "" in parts or "." in parts:
         return "has an empty or '.' component"
     return None

@@ -82,6 +82,29 @@ def postgres_template() -> Iterator[str]:
     pg_admin_sync(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
+@pytest.fixture
+def absent_postgres_url() -> str:
+    """The URL of a database that does not exist on the test PostgreSQL server."""
+    return pg_url(f"la_absent_{uuid.uuid4().hex}")
+
+
+@pytest.fixture
+def empty_database_url(backend: str, tmp_path: Path) -> Iterator[str]:
+    """A database of the current backend that exists but was never migrated (no tables)."""
+    if backend == "sqlite":
+        yield f"sqlite+aiosqlite:///{tmp_path / 'empty.sqlite3'}"
+        return
+    name = f"la_empty_{uuid.uuid4().hex[:12]}"
+    try:
+        pg_admin_sync(f'CREATE DATABASE "{name}"')
+    except (OSError, asyncpg.PostgresError) as error:
+        _postgres_unavailable(error)
+    try:
+        yield pg_url(name)
+    finally:
+        pg_admin_sync(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
 @pytest.fixture(params=BACKENDS)
 def backend(request: pytest.FixtureRequest) -> str:
     return str(request.param)

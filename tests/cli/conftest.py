@@ -8,14 +8,11 @@ loop, which is idle while a sync test body runs, so ``main`` can start a loop of
 from __future__ import annotations
 
 import asyncio
-import os
-import uuid
-from collections.abc import Callable, Coroutine, Iterator
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
-import asyncpg
 import pytest
 
 from librarian_async.cli import main
@@ -23,9 +20,6 @@ from librarian_async.config import load_settings
 from librarian_async.context import Context, open_context
 
 T = TypeVar("T")
-PG_ADMIN_DSN = os.environ.get(
-    "LIBRARIAN_TEST_PG_DSN", "postgresql://postgres@127.0.0.1:5432/postgres"
-)
 
 
 @dataclass(frozen=True)
@@ -108,38 +102,3 @@ def with_context(work: Callable[[Context], Coroutine[Any, Any, T]]) -> T:
             return await work(app)
 
     return asyncio.run(go())
-
-
-def pg_admin(sql: str) -> None:
-    async def execute() -> None:
-        connection = await asyncpg.connect(PG_ADMIN_DSN, timeout=10)
-        try:
-            await connection.execute(sql)
-        finally:
-            await connection.close()
-
-    asyncio.run(execute())
-
-
-def pg_url(database: str) -> str:
-    base = PG_ADMIN_DSN.rsplit("/", 1)[0].replace("postgresql://", "postgresql+asyncpg://", 1)
-    return f"{base}/{database}"
-
-
-@pytest.fixture
-def empty_database_url(backend: str, tmp_path: Path) -> Iterator[str]:
-    """A database that exists but was never migrated (no tables)."""
-    if backend == "sqlite":
-        yield f"sqlite+aiosqlite:///{tmp_path / 'empty.sqlite3'}"
-        return
-    name = f"la_cli_empty_{uuid.uuid4().hex[:12]}"
-    try:
-        pg_admin(f'CREATE DATABASE "{name}"')
-    except (OSError, asyncpg.PostgresError) as error:
-        if os.environ.get("CI"):
-            pytest.fail(f"PostgreSQL at {PG_ADMIN_DSN} is not usable: {error}")
-        pytest.skip(f"PostgreSQL at {PG_ADMIN_DSN} is not usable: {error}")
-    try:
-        yield pg_url(name)
-    finally:
-        pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import socket
-import uuid
 from pathlib import Path
 
 import pytest
 
-from .conftest import Cli, pg_url
+from .conftest import Cli
 
 COMMANDS = [("status",), ("store", "list"), ("file", "list"), ("librarian", "list")]
 
@@ -121,9 +120,9 @@ def test_an_unreachable_database_is_one_line(
 
 
 def test_a_missing_postgres_database_is_one_line(
-    cli: Cli, home: Path, monkeypatch: pytest.MonkeyPatch
+    cli: Cli, home: Path, monkeypatch: pytest.MonkeyPatch, absent_postgres_url: str
 ) -> None:
-    monkeypatch.setenv("LIBRARIAN_DATABASE_URL", pg_url(f"la_cli_absent_{uuid.uuid4().hex}"))
+    monkeypatch.setenv("LIBRARIAN_DATABASE_URL", absent_postgres_url)
     result = cli("store", "list")
     assert result.code == 1
     assert len(result.err.splitlines()) == 1

@@ -26,7 +26,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -49,6 +49,7 @@ from librarian_async.storage.checksum import (
 from librarian_async.storage.convert import local_store
 from librarian_async.storage.store import LocalStore
 from librarian_async.tasks.base import Report, TaskContext
+from librarian_async.tasks.batching import batches
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +58,8 @@ PAGE_BYTES = 4 * 1024**3
 """A page stops before this many bytes (but takes at least one file): bounds the work a
 crash leaves unrecorded, which the next run re-hashes to adopt."""
 SMALL_FILE = 1024 * 1024
-"""Files smaller than this are copied in batches of up to ``BATCH_FILES``."""
+"""Files are copied in batches of up to this many bytes (a bigger file alone) and up to
+``BATCH_FILES`` files."""
 BATCH_FILES = 64
 COUNTS = ("cloned", "bytes", "skipped_full", "corrupt", "missing", "failed", "stores_disabled")
 INTERRUPTED = "interrupted: the run copying it ended before recording the result"
@@ -355,7 +357,7 @@ class Cloner:
                     await run_interruptible(_copy_batch, batch)
 
         async with asyncio.TaskGroup() as group:
-            for batch in _batches(jobs):
+            for batch in batches(jobs, _size, max_bytes=SMALL_FILE, max_items=BATCH_FILES):
                 group.create_task(copy(batch))
 
     def summarise(self) -> None:
@@ -412,19 +414,8 @@ def _cut_by_bytes(page: Page, limit: int) -> Page:
     return page
 
 
-def _batches(jobs: list[Job]) -> Iterator[list[Job]]:
-    """Each big file alone; small files together, up to ``BATCH_FILES`` per batch."""
-    small: list[Job] = []
-    for job in jobs:
-        if job.file.size >= SMALL_FILE:
-            yield [job]
-            continue
-        small.append(job)
-        if len(small) == BATCH_FILES:
-            yield small
-            small = []
-    if small:
-        yield small
+def _size(job: Job) -> int:
+    return job.file.size
 
 
 def _measure(destinations: list[Destination]) -> list[Destination]:

@@ -172,12 +172,18 @@ async def test_stop_lets_a_short_run_finish(app: Context) -> None:
 
 
 async def test_stop_cancels_a_run_that_outlives_the_grace(app: Context) -> None:
+    started = asyncio.Event()
+
     async def endless(task: TaskContext, params: Entry) -> Report:
+        started.set()
         await asyncio.sleep(3600)
         return task.report
 
     scheduler = Scheduler(app, [entry("endless", 60)], {"test": endless}, shutdown_grace=0.1)
-    await run_for(scheduler, 0.05)
+    runner = asyncio.create_task(scheduler.run_forever())
+    await asyncio.wait_for(started.wait(), timeout=10)  # stop only once the run is under way
+    scheduler.stop()
+    await asyncio.wait_for(runner, timeout=10)
     [row] = await task_rows(app)
     assert row.outcome == "cancelled"
     assert row.finished_at is not None

@@ -13,6 +13,7 @@ the scheduler, the API) can tell our expected failures from bugs with one ``exce
     │   ├── StoreFullError     not enough free space for the bytes asked for
     │   └── StoreUnavailableError  a store directory is missing or the store is disabled
     ├── ChecksumError          bytes do not match the expected size or checksum
+    ├── TransferError          a transfer method could not move a batch's bytes
     └── PeerError              a call to another librarian failed
         ├── PeerUnreachableError  connection failed or timed out: the peer said nothing
         └── PeerRefusedError      the peer answered with an error status (``status``, ``reason``)
@@ -65,6 +66,10 @@ class StoreUnavailableError(StoreError):
 
 class ChecksumError(LibrarianError):
     """Bytes on disk do not match the expected size or checksum."""
+
+
+class TransferError(LibrarianError):
+    """A transfer method (local, rsync, http) could not move the bytes of a batch."""
 
 
 class PeerError(LibrarianError):

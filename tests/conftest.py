@@ -13,6 +13,7 @@ import os
 import shutil
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -110,13 +111,12 @@ def backend(request: pytest.FixtureRequest) -> str:
     return str(request.param)
 
 
-@pytest.fixture
-async def database_url(
-    backend: str, request: pytest.FixtureRequest, tmp_path: Path
+@asynccontextmanager
+async def fresh_database(
+    request: pytest.FixtureRequest, backend: str, path: Path
 ) -> AsyncIterator[str]:
-    """The URL of a fresh, fully migrated database of the current backend."""
+    """A fresh, fully migrated database of ``backend`` (a SQLite file at ``path``)."""
     if backend == "sqlite":
-        path = tmp_path / "librarian.sqlite3"
         shutil.copyfile(request.getfixturevalue("sqlite_template"), path)
         yield f"sqlite+aiosqlite:///{path}"
         return
@@ -127,6 +127,24 @@ async def database_url(
         yield pg_url(name)
     finally:
         await pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+async def database_url(
+    backend: str, request: pytest.FixtureRequest, tmp_path: Path
+) -> AsyncIterator[str]:
+    """The URL of a fresh, fully migrated database of the current backend."""
+    async with fresh_database(request, backend, tmp_path / "librarian.sqlite3") as url:
+        yield url
+
+
+@pytest.fixture
+async def second_database_url(
+    backend: str, request: pytest.FixtureRequest, tmp_path: Path
+) -> AsyncIterator[str]:
+    """Another fresh database of the same backend, for a second librarian."""
+    async with fresh_database(request, backend, tmp_path / "second.sqlite3") as url:
+        yield url
 
 
 @pytest.fixture

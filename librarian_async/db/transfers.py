@@ -175,7 +175,7 @@ def _status_values(new: TransferStatus, at: datetime, reason: str | None) -> dic
     values: dict[str, Any] = {"status": new}
     if new in FINAL:
         values["end_time"] = at
-    if new == TransferStatus.FAILED and reason is not None:
+    if new in (TransferStatus.FAILED, TransferStatus.CANCELLED) and reason is not None:
         values["failure_reason"] = reason
     return values
 

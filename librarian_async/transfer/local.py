@@ -1,0 +1,124 @@
+"""The ``local`` method: the receiver's staging area is a filesystem this machine can write.
+
+Only valid when the receiver lists our hostname (``socket.gethostname()`` or its FQDN): then
+its staging paths name the same places here. Each file is copied to a temporary sibling of
+its staging location while being hashed, checked against its checksum (a corrupt copy of
+ours must not reach the peer as if it were good), then renamed over the target, so a staging
+location holds either nothing new or a whole checked file. Many small files are copied per
+worker-thread hop: one hop per 4 KiB file would cost more than the copy. No fsync: the
+receiver verifies the staged bytes and fsyncs when it commits them to its store.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import socket
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+
+from librarian_async.errors import ChecksumError, TransferError
+from librarian_async.remote.client import PeerClient
+from librarian_async.storage.checksum import (
+    CHUNK_SIZE,
+    FileDigest,
+    Interrupted,
+    checksums_match,
+    copy_and_hash_sync,
+    format_checksum,
+    new_hasher,
+    parse_checksum,
+    remove_file_or_tree,
+    run_interruptible,
+    thread_buffer,
+)
+from librarian_async.storage.store import temporary_sibling
+from librarian_async.transfer.base import Fields, FileMove, group_moves
+
+GROUP_FILES = 256
+GROUP_BYTES = 64 * 1024 * 1024
+
+
+@functools.cache
+def this_host_names() -> frozenset[str]:
+    """This machine's names, lowercased: its hostname and FQDN (DNS is asked only once)."""
+    return frozenset(name.lower() for name in (socket.gethostname(), socket.getfqdn()) if name)
+
+
+class LocalMethod:
+    """Copy into the receiver's staging area through the filesystem."""
+
+    name = "local"
+
+    def valid(self, fields: Fields) -> bool:
+        listed = fields.get("hostnames")
+        if not isinstance(listed, list):
+            return False
+        names = {name.lower() for name in listed if isinstance(name, str)}
+        return not names.isdisjoint(this_host_names())
+
+    async def send(self, fields: Fields, moves: Sequence[FileMove], peer: PeerClient) -> None:
+        for group in group_moves(moves, GROUP_FILES, GROUP_BYTES):
+            await run_interruptible(copy_group, group)
+
+
+def copy_group(moves: Sequence[FileMove], *, stop: threading.Event | None = None) -> None:
+    """Copy each file in the calling thread; ``stop`` interrupts between chunks."""
+    for move in moves:
+        copy_move(move, stop)
+
+
+def copy_move(move: FileMove, stop: threading.Event | None) -> None:
+    """Copy one file to its staging location, or raise TransferError (nothing left behind)."""
+    target = Path(move.staging_location)
+    try:
+        algorithm = parse_checksum(move.checksum)[0]
+        target.parent.mkdir(parents=True, exist_ok=True)
+        temporary = temporary_sibling(target)
+        try:
+            _require_match(move, _copy(move.source, temporary, algorithm, stop))
+            _replace(temporary, target)
+        finally:
+            remove_file_or_tree(temporary)
+    except (OSError, ChecksumError) as error:
+        message = f"local copy of {move.source} to {target} failed: {error}"
+        raise TransferError(message) from error
+
+
+def _copy(source: Path, target: Path, algorithm: str, stop: threading.Event | None) -> FileDigest:
+    if source.is_dir():
+        return copy_and_hash_sync(source, target, algorithm, stop)
+    return copy_file_unsynced(source, target, algorithm, stop)
+
+
+def copy_file_unsynced(
+    source: Path, target: Path, algorithm: str, stop: threading.Event | None
+) -> FileDigest:
+    """Copy a file to the new path ``target`` while hashing it, without fsync."""
+    hasher = new_hasher(algorithm)
+    buffer = thread_buffer(CHUNK_SIZE)
+    size = 0
+    with open(source, "rb", buffering=0) as reader, open(target, "xb") as writer:
+        while True:
+            if stop is not None and stop.is_set():
+                raise Interrupted
+            count = reader.readinto(buffer) or 0
+            if count == 0:
+                return FileDigest(format_checksum(algorithm, hasher.hexdigest()), size)
+            hasher.update(buffer[:count])
+            writer.write(buffer[:count])
+            size += count
+
+
+def _require_match(move: FileMove, copied: FileDigest) -> None:
+    if copied.size != move.size or not checksums_match(copied.checksum, move.checksum):
+        found = f"{copied.checksum} ({copied.size} bytes)"
+        raise ChecksumError(f"the copy has {found}, expected {move.checksum} ({move.size} bytes)")
+
+
+def _replace(ready: Path, target: Path) -> None:
+    """Put ``ready`` at ``target``, replacing what a failed earlier attempt left there."""
+    if target.is_dir() and not target.is_symlink():
+        remove_file_or_tree(target)
+    os.replace(ready, target)

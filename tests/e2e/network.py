@@ -1,0 +1,87 @@
+"""Driving a network clone between two librarians with the seed's own configurations."""
+
+from __future__ import annotations
+
+import hashlib
+import random
+from collections.abc import Iterable
+from pathlib import Path
+
+from librarians import Librarian
+from sqlalchemy import func, select
+
+from librarian_async.config.loading import load_task_config
+from librarian_async.db.models import File, IncomingTransfer, OutgoingTransfer, RemoteInstance
+from librarian_async.enums import TransferStatus
+from librarian_async.runner import build_scheduler
+from librarian_async.scheduler import RunResult
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+SOURCE_CONFIG = EXAMPLES / "inter-librarian-source.json"
+DESTINATION_CONFIG = EXAMPLES / "inter-librarian-destination.json"
+
+
+def sample_files(count: int, seed: int = 7) -> dict[str, bytes]:
+    """``count`` files of mixed sizes (empty to 2 MiB), some in subdirectories."""
+    rng = random.Random(seed)
+    files: dict[str, bytes] = {}
+    for index in range(count):
+        size = rng.choice([0, 1, 100, 4096, 65_536]) if index % 20 else rng.randint(1, 2 << 20)
+        folder = f"night-{index % 3}/" if index % 2 else ""
+        files[f"{folder}obs-{index:04d}.dat"] = rng.randbytes(size)
+    return files
+
+
+async def add_files(librarian: Librarian, files: dict[str, bytes]) -> None:
+    for name, content in files.items():
+        await librarian.add_file(name, content)
+
+
+async def run_tasks(librarian: Librarian, config: Path, *names: str) -> list[RunResult]:
+    """Run the named entries of a configuration once each, one after the other."""
+    results = []
+    for name in names:
+        scheduler = await build_scheduler(librarian.app, load_task_config(config), only={name})
+        results.extend(await scheduler.run_once())
+    return results
+
+
+async def clone_round(source: Librarian, destination: Librarian) -> list[RunResult]:
+    """One full pass of the pipeline: stage, move, confirm, ingest, call back."""
+    results = await run_tasks(
+        source, SOURCE_CONFIG, "Clone sender", "Queue consumer", "Queue checker"
+    )
+    results += await run_tasks(destination, DESTINATION_CONFIG, "Clone receiver")
+    return results
+
+
+def digest(content: bytes) -> str:
+    return hashlib.md5(content).hexdigest()
+
+
+def stored_digests(librarian: Librarian, names: Iterable[str]) -> dict[str, str]:
+    """The md5 of each named file in the librarian's main store."""
+    return {name: digest(librarian.stored(name).read_bytes()) for name in names}
+
+
+def staging_entries(librarian: Librarian) -> list[Path]:
+    """What is left in the main store's staging area."""
+    return list(Path(librarian.store.staging_path).iterdir())
+
+
+async def statuses(
+    librarian: Librarian, table: type[IncomingTransfer] | type[OutgoingTransfer]
+) -> dict[TransferStatus, int]:
+    async with librarian.app.sessions() as session:
+        rows = await session.execute(select(table.status, func.count()).group_by(table.status))
+        return {status: count for status, count in rows.all()}
+
+
+async def remote_copies(librarian: Librarian) -> set[str]:
+    async with librarian.app.sessions() as session:
+        return set((await session.scalars(select(RemoteInstance.file_name))).all())
+
+
+async def file_names(librarian: Librarian) -> set[str]:
+    async with librarian.app.sessions() as session:
+        return set((await session.scalars(select(File.name))).all())

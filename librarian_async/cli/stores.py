@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import socket
 import sys
 from pathlib import Path
 from typing import Any
@@ -26,6 +27,15 @@ def register(commands: Any) -> None:
     add.add_argument("--no-ingestable", action="store_true", help="takes no new files")
     add.add_argument("--report-full-fraction", type=fraction, default=1.0, metavar="F")
     add.add_argument("--create", action="store_true", help="create missing directories")
+    add.add_argument(
+        "--offer",
+        action="append",
+        choices=OFFERABLE,
+        metavar="METHOD",
+        help="a transfer method by which peers may send to this store, most preferred first: "
+        f"{', '.join(OFFERABLE)} (repeat; default: http and rsync; local only for peers "
+        "on this host or a shared filesystem)",
+    )
     add.set_defaults(handler=add_store)
 
     listing = actions.add_parser("list", help="stores with free space and flags")
@@ -36,6 +46,18 @@ def register(commands: Any) -> None:
         switch = actions.add_parser(action, help=f"{action} a store")
         switch.add_argument("name")
         switch.set_defaults(handler=switch_store, enabled=enabled)
+
+
+OFFERABLE = ("http", "local", "rsync")
+DEFAULT_OFFER = ("http", "rsync")
+
+
+def offered_methods(names: list[str] | None) -> dict[str, Any]:
+    """The ``transfer_methods`` of a new store: http (its URL is filled in per request),
+    local (senders on this host) and rsync (to this host), with this host's name."""
+    host = socket.gethostname()
+    fields = {"http": {}, "local": {"hostnames": [host]}, "rsync": {"hostname": host}}
+    return {name: fields[name] for name in dict.fromkeys(names or DEFAULT_OFFER)}
 
 
 def fraction(text: str) -> float:
@@ -55,7 +77,7 @@ async def add_store(args: argparse.Namespace, settings: Settings) -> int:
         ingestable=not args.no_ingestable,
         enabled=True,
         report_full_fraction=args.report_full_fraction,
-        transfer_methods={},
+        transfer_methods=offered_methods(args.offer),
     )
     async with database(settings) as app, app.sessions.begin() as session:
         await catalog.add_store(session, row)

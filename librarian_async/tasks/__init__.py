@@ -12,6 +12,7 @@ from librarian_async.tasks import (
     check_integrity,
     consume_queue,
     create_local_clone,
+    receive_clone,
     send_clone,
 )
 from librarian_async.tasks.base import TaskFunction
@@ -22,4 +23,5 @@ REGISTRY: dict[str, TaskFunction] = {
     "send_clone": send_clone.run,
     "consume_queue": consume_queue.run,
     "check_consumed_queue": check_consumed_queue.run,
+    "receive_clone": receive_clone.run,
 }

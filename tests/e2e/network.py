@@ -5,16 +5,25 @@ from __future__ import annotations
 import hashlib
 import random
 from collections.abc import Iterable
+from datetime import timedelta
 from pathlib import Path
 
-from librarians import Librarian
+from librarians import KEY, Librarian
 from sqlalchemy import func, select
 
 from librarian_async.config.loading import load_task_config
-from librarian_async.db.models import File, IncomingTransfer, OutgoingTransfer, RemoteInstance
+from librarian_async.db import peers
+from librarian_async.db.models import (
+    File,
+    IncomingTransfer,
+    OutgoingTransfer,
+    RemoteInstance,
+    SendQueueItem,
+)
 from librarian_async.enums import TransferStatus
 from librarian_async.runner import build_scheduler
 from librarian_async.scheduler import RunResult
+from librarian_async.security import encrypt_secret
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 SOURCE_CONFIG = EXAMPLES / "inter-librarian-source.json"
@@ -85,3 +94,71 @@ async def remote_copies(librarian: Librarian) -> set[str]:
 async def file_names(librarian: Librarian) -> set[str]:
     async with librarian.app.sessions() as session:
         return set((await session.scalars(select(File.name))).all())
+
+
+class Clock:
+    """A librarian's clock that a test moves forward (``Context.now`` is replaceable)."""
+
+    def __init__(self, librarian: Librarian) -> None:
+        self.offset = timedelta(0)
+        real = librarian.app.now
+        librarian.app.now = lambda: real() + self.offset
+
+    def advance(self, delta: timedelta) -> None:
+        self.offset += delta
+
+
+async def point_peer_at(librarian: Librarian, peer: str, port: int) -> None:
+    """Change the port at which ``librarian`` calls ``peer`` (a closed port: the peer is down)."""
+    async with librarian.app.sessions.begin() as session:
+        row = await peers.librarian_by_name(session, peer)
+        row.port = port
+
+
+async def set_transfers_enabled(librarian: Librarian, peer: str, enabled: bool) -> None:
+    async with librarian.app.sessions.begin() as session:
+        row = await peers.librarian_by_name(session, peer)
+        row.transfers_enabled = enabled
+
+
+async def set_authenticator(librarian: Librarian, peer: str, authenticator: str) -> None:
+    async with librarian.app.sessions.begin() as session:
+        row = await peers.librarian_by_name(session, peer)
+        row.authenticator = encrypt_secret(KEY.encode(), authenticator)
+
+
+async def outgoing_by_file(librarian: Librarian) -> dict[str, list[TransferStatus]]:
+    """Every outgoing transfer's status, per file, oldest first."""
+    async with librarian.app.sessions() as session:
+        query = select(OutgoingTransfer.file_name, OutgoingTransfer.status)
+        rows = (await session.execute(query.order_by(OutgoingTransfer.id))).all()
+    found: dict[str, list[TransferStatus]] = {}
+    for name, status in rows:
+        found.setdefault(name, []).append(status)
+    return found
+
+
+async def queue_rows(librarian: Librarian) -> list[SendQueueItem]:
+    async with librarian.app.sessions() as session:
+        query = select(SendQueueItem).order_by(SendQueueItem.id)
+        return list((await session.scalars(query)).all())
+
+
+def flip_first_byte(path: Path) -> None:
+    """Damage a non-empty file; doing it twice restores it."""
+    content = path.read_bytes()
+    path.write_bytes(bytes([content[0] ^ 0xFF]) + content[1:])
+
+
+def corrupt_staged(librarian: Librarian, name: str) -> None:
+    """Damage the staged copy of ``name`` in the main store's staging area."""
+    staging = Path(librarian.store.staging_path)
+    [staged] = [path for path in staging.rglob("*") if path.as_posix().endswith(f"/{name}")]
+    flip_first_byte(staged)
+
+
+def flip_store_files(librarian: Librarian) -> None:
+    """Damage (or, called again, repair) every non-empty file of the main store."""
+    for path in Path(librarian.store.store_path).rglob("*"):
+        if path.is_file() and path.stat().st_size:
+            flip_first_byte(path)

@@ -21,6 +21,7 @@ from .network import (
     clone_round,
     digest,
     file_names,
+    queue_rows,
     remote_copies,
     sample_files,
     staging_entries,
@@ -57,5 +58,6 @@ async def test_every_file_reaches_the_destination(
         assert await statuses(destination, IncomingTransfer) == {S.COMPLETED: len(files)}
         assert await remote_copies(source) == set(files)
         assert staging_entries(destination) == []
+        assert {item.transfer_method for item in await queue_rows(source)} == {method}
         second = await clone_round(source, destination)
         assert second[0].report.counts.get("queued", 0) == 0

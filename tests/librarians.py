@@ -12,13 +12,13 @@ import functools
 import os
 from collections.abc import AsyncIterator, Mapping
 from contextlib import AsyncExitStack, asynccontextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from cryptography.fernet import Fernet
 from pydantic import SecretStr
-from remote.serving import served
+from remote.serving import Server
 
 from librarian_async.api import create_app
 from librarian_async.config import Settings
@@ -55,7 +55,18 @@ class Librarian:
     store: Store
     root: Path
     port: int = 0
-    extra: dict[str, Any] = field(default_factory=dict)
+    server: Server | None = None
+
+    async def start_serving(self) -> None:
+        """Serve the librarian's app (again, on the same port once it has one)."""
+        self.server = Server(create_app(self.app), self.port)
+        self.port = await self.server.start()
+
+    async def stop_serving(self, *, abrupt: bool = False) -> None:
+        """Stop the server; ``abrupt``: as a crash looks to a peer (connections reset)."""
+        if self.server is not None:
+            await self.server.stop(abrupt=abrupt)
+            self.server = None
 
     async def add_file(self, name: str, content: bytes, store: Store | None = None) -> FileDigest:
         """Write ``content`` to an outside file and ingest it as ``name``."""
@@ -136,8 +147,11 @@ async def running_librarian(
         app = await stack.enter_async_context(open_context(settings_for(name, database_url, root)))
         store = await add_store(app, root, "store", methods)
         librarian = Librarian(name, app, store, root)
-        librarian.port = await stack.enter_async_context(served(create_app(app)))
-        yield librarian
+        await librarian.start_serving()
+        try:
+            yield librarian
+        finally:
+            await librarian.stop_serving()
 
 
 def all_methods() -> dict[str, Any]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import random
 from collections.abc import Iterable
@@ -162,3 +163,17 @@ def flip_store_files(librarian: Librarian) -> None:
     for path in Path(librarian.store.store_path).rglob("*"):
         if path.is_file() and path.stat().st_size:
             flip_first_byte(path)
+
+
+def staged_bytes(librarian: Librarian) -> int:
+    """Bytes in files under the main store's staging area (temporaries included)."""
+    staging = Path(librarian.store.staging_path)
+    return sum(path.stat().st_size for path in staging.rglob("*") if path.is_file())
+
+
+async def wait_for_staged_bytes(librarian: Librarian, at_least: int) -> None:
+    for _ in range(6000):
+        if staged_bytes(librarian) >= at_least:
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError(f"{librarian.name}: fewer than {at_least} bytes staged")

@@ -3,6 +3,7 @@ a legal state, on two real librarians and both backends."""
 
 from __future__ import annotations
 
+import asyncio
 from datetime import timedelta
 from pathlib import Path
 
@@ -33,6 +34,7 @@ from .network import (
     staging_entries,
     statuses,
     stored_digests,
+    wait_for_staged_bytes,
 )
 
 S = TransferStatus
@@ -196,3 +198,31 @@ async def test_wrong_credentials_send_nothing(
         assert "credentials" in sent.report.problems[0]
         assert await outgoing_by_file(source) == {}
         assert await statuses(dest, IncomingTransfer) == {}
+
+
+async def test_destination_dies_in_the_middle_of_a_batch(
+    database_url: str, second_database_url: str, tmp_path: Path
+) -> None:
+    """The destination crashes while the http upload of a 160 MiB batch is under way."""
+    files = {f"big/{i:02d}.dat": bytes([i]) * (4 << 20) for i in range(40)}
+    async with librarian_pair(database_url, second_database_url, tmp_path) as (source, dest):
+        clock = Clock(source)
+        await add_files(source, files)
+        await run_tasks(source, SOURCE_CONFIG, "Clone sender")
+        consuming = asyncio.create_task(run_tasks(source, SOURCE_CONFIG, "Queue consumer"))
+
+        await wait_for_staged_bytes(dest, 8 << 20)
+        await dest.stop_serving(abrupt=True)
+        [consumed] = await consuming
+
+        assert consumed.outcome == "ok", consumed.report
+        assert consumed.report.counts in (
+            {"retry_later": 1},
+            {"batches_sent": 1, "bytes": 40 * (4 << 20), "awaiting_check": 1},
+        )
+        assert set(await statuses(source, OutgoingTransfer)) <= {S.INITIATED, S.ONGOING}
+        await dest.start_serving()
+        clock.advance(LATER)
+        for _ in range(2):
+            await clone_round(source, dest)
+        await assert_all_delivered(source, dest, files)

@@ -11,26 +11,48 @@ from typing import Any
 import uvicorn
 
 
-@asynccontextmanager
-async def served(app: Any) -> AsyncIterator[int]:
-    """Yield the port on which ``app`` answers until the block ends."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.bind(("127.0.0.1", 0))
-    port = int(sock.getsockname()[1])
-    config = uvicorn.Config(app, lifespan="off", log_level="warning", log_config=None)
-    server = uvicorn.Server(config)
-    serving = asyncio.create_task(server.serve(sockets=[sock]))
-    try:
+class Server:
+    """One uvicorn server on a loopback port; ``stop(abrupt=True)`` looks like a crash."""
+
+    def __init__(self, app: Any, port: int = 0) -> None:
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind(("127.0.0.1", port))
+        self.port = int(self.sock.getsockname()[1])
+        config = uvicorn.Config(app, lifespan="off", log_level="warning", log_config=None)
+        self.server = uvicorn.Server(config)
+        self.serving: asyncio.Task[None] | None = None
+
+    async def start(self) -> int:
+        self.serving = asyncio.create_task(self.server.serve(sockets=[self.sock]))
         for _ in range(300):
-            if server.started or serving.done():
+            if self.server.started or self.serving.done():
                 break
             await asyncio.sleep(0.01)
-        assert server.started, "uvicorn did not start"
-        yield port
+        assert self.server.started, "uvicorn did not start"
+        return self.port
+
+    async def stop(self, *, abrupt: bool = False) -> None:
+        """Stop serving; ``abrupt`` resets open connections instead of finishing them."""
+        if abrupt:
+            for connection in list(self.server.server_state.connections):
+                connection.transport.abort()  # type: ignore[attr-defined]
+        self.server.should_exit = True
+        if self.serving is not None:
+            await asyncio.wait_for(self.serving, timeout=30)
+        self.sock.close()
+
+
+@asynccontextmanager
+async def served(app: Any, port: int = 0) -> AsyncIterator[int]:
+    """Yield the port on which ``app`` answers until the block ends (a free one unless
+    ``port`` is given: serving again on the port of a stopped server is a restart)."""
+    server = Server(app, port)
+    await server.start()
+    try:
+        yield server.port
     finally:
-        server.should_exit = True
-        await asyncio.wait_for(serving, timeout=30)
-        sock.close()
+        await server.stop()
 
 
 def closed_port() -> int:

@@ -18,7 +18,7 @@ from typing import Any
 
 from fastapi import APIRouter, FastAPI
 
-from librarian_async.api import checkin, clone, metrics, ping, search
+from librarian_async.api import checkin, clone, metrics, ping, search, upload
 from librarian_async.api.errors import install_error_handlers
 from librarian_async.api.state import ApiState, StoreOpener, package_version
 from librarian_async.context import Context
@@ -32,7 +32,7 @@ def protocol_router(api: ApiState | Context) -> APIRouter:
     """Every protocol endpoint under ``/api/v2``, bound to ``api`` (or a new ApiState)."""
     state = api if isinstance(api, ApiState) else ApiState.create(api)
     router = APIRouter(prefix=PREFIX)
-    for area in (ping, clone, checkin, search):
+    for area in (ping, clone, checkin, search, upload):
         router.include_router(area.router(state))
     return router
 

@@ -5,7 +5,7 @@
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, Request
 
 from librarian_async.api import callbacks
 from librarian_async.api.auth import Caller
@@ -13,6 +13,7 @@ from librarian_async.api.errors import ProtocolError, ProtocolRoute
 from librarian_async.api.stage_rules import StagingRefused
 from librarian_async.api.staging import StagingRequest, stage_batch
 from librarian_async.api.state import ApiState
+from librarian_async.api.upload import upload_url
 from librarian_async.enums import AuthLevel, TransferStatus
 from librarian_async.remote.schemas import (
     NO_TRANSFER,
@@ -37,10 +38,10 @@ S = TransferStatus
 
 
 async def batch_stage(
-    api: ApiState, caller: Caller, request: BatchStageRequest
+    api: ApiState, caller: Caller, request: BatchStageRequest, upload_at: str | None = None
 ) -> BatchStageResponse:
     staging = StagingRequest(
-        request.source, request.total_size, request.uploads, request.accepts_providers
+        request.source, request.total_size, request.uploads, request.accepts_providers, upload_at
     )
     try:
         staged = await stage_batch(api, caller, staging)
@@ -60,9 +61,13 @@ async def batch_stage(
     )
 
 
-async def stage(api: ApiState, caller: Caller, request: StageRequest) -> StageResponse:
+async def stage(
+    api: ApiState, caller: Caller, request: StageRequest, upload_at: str | None = None
+) -> StageResponse:
     item = UploadItem.model_validate(request.model_dump())
-    staging = StagingRequest(request.source, request.upload_size, [item], request.accepts_providers)
+    staging = StagingRequest(
+        request.source, request.upload_size, [item], request.accepts_providers, upload_at
+    )
     try:
         staged = await stage_batch(api, caller, staging)
     except StagingRefused as refused:
@@ -89,15 +94,15 @@ def router(api: ApiState) -> APIRouter:
 
     @routes.post("/clone/batch_stage", status_code=201)
     async def clone_batch_stage(
-        request: BatchStageRequest, caller: Annotated[Caller, Depends(appender)]
+        request: BatchStageRequest, caller: Annotated[Caller, Depends(appender)], http: Request
     ) -> BatchStageResponse:
-        return await batch_stage(api, caller, request)
+        return await batch_stage(api, caller, request, upload_url(http))
 
     @routes.post("/clone/stage", status_code=201)
     async def clone_stage(
-        request: StageRequest, caller: Annotated[Caller, Depends(appender)]
+        request: StageRequest, caller: Annotated[Caller, Depends(appender)], http: Request
     ) -> StageResponse:
-        return await stage(api, caller, request)
+        return await stage(api, caller, request, upload_url(http))
 
     @routes.post("/clone/ongoing")
     async def clone_ongoing(

@@ -21,12 +21,30 @@ DEPLOYED_METHODS = ("local", "rsync", "globus")
 
 
 def advertised_providers(
-    offered: Mapping[str, Any], accepts_providers: Sequence[str] | None
+    offered: Mapping[str, Any],
+    accepts_providers: Sequence[str] | None,
+    upload_url: str | None = None,
 ) -> Providers:
-    """The methods to advertise, most preferred first."""
+    """The methods to advertise, most preferred first.
+
+    A store may offer ``"http": {}`` without a URL: then ``upload_url`` (our own upload
+    endpoint, as the sender reaches us) is filled in; without it, ``http`` is left out.
+    """
     order = DEPLOYED_METHODS if accepts_providers is None else dict.fromkeys(accepts_providers)
-    return {
-        name: dict(offered[name])
-        for name in order
-        if name in offered and isinstance(offered[name], Mapping)
-    }
+    advertised: Providers = {}
+    for name in order:
+        fields = _fields(name, offered.get(name), upload_url)
+        if fields is not None:
+            advertised[name] = fields
+    return advertised
+
+
+def _fields(name: str, offered: Any, upload_url: str | None) -> dict[str, Any] | None:
+    if not isinstance(offered, Mapping):
+        return None
+    fields = dict(offered)
+    if name == "http" and not fields.get("url"):
+        if upload_url is None:
+            return None
+        fields["url"] = upload_url
+    return fields

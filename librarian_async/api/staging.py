@@ -41,6 +41,7 @@ class StagingRequest:
     total_size: int
     items: Sequence[UploadItem]
     accepts_providers: Sequence[str] | None
+    upload_url: str | None = None  # our upload endpoint as the sender reaches it (``http``)
 
 
 @dataclass(frozen=True)
@@ -65,7 +66,9 @@ async def stage_batch(api: ApiState, caller: Caller, request: StagingRequest) ->
     uploads = [
         staged_upload(local, item, row) for item, row in zip(request.items, rows, strict=True)
     ]
-    providers = advertised_providers(store.transfer_methods, request.accepts_providers)
+    providers = advertised_providers(
+        store.transfer_methods, request.accepts_providers, request.upload_url
+    )
     return Staged(store.name, free, uploads, providers)
 
 

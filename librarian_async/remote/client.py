@@ -13,7 +13,12 @@ it). Which endpoints are safe to repeat (``idempotent`` in :data:`ENDPOINTS`):
   transfer again changes nothing);
 * no: ``clone/batch_stage`` and ``clone/stage`` (each call creates transfers),
   ``clone/ongoing`` and ``clone/staged`` (a repeat is refused with 406 once the first one
-  went through), ``corrupt/resend`` (queues a resend).
+  went through), ``corrupt/resend`` (queues a resend), ``upload`` (its body is a stream
+  that can be sent only once; the sender retries the whole batch instead).
+
+``upload`` (the ``http`` transfer method, a librarian_async extension) is posted to the
+absolute URL that the peer advertised, with the same credentials; its body streams the
+concatenated bytes of the files (see :class:`librarian_async.remote.schemas.UploadRequest`).
 
 Use as ``async with PeerClient.from_librarian(row, key, settings) as peer: ...``; tests pass
 ``transport=httpx.ASGITransport(app=...)`` to talk to an app in process.
@@ -24,7 +29,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterable, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Generic, Protocol, TypeVar
@@ -229,25 +234,51 @@ class PeerClient:
     async def corrupt_resend(self, request: wire.CorruptRequest) -> wire.CorruptResendResponse:
         return await self.call(CORRUPT_RESEND, request)
 
+    async def upload(
+        self,
+        url: str,
+        destination_transfer_ids: Sequence[int],
+        content: AsyncIterable[bytes],
+        total_size: int,
+    ) -> wire.UploadResponse:
+        """Stream ``content`` (``total_size`` bytes: the files of these transfers, in this
+        order) to the peer's upload endpoint ``url``, as advertised by its ``http`` method."""
+        endpoint = Endpoint(url, wire.UploadResponse, idempotent=False)
+        request = wire.UploadRequest(destination_transfer_ids=list(destination_transfer_ids))
+        headers = {"Content-Length": str(total_size), "Content-Type": "application/octet-stream"}
+
+        async def post() -> httpx.Response:
+            self.calls += 1
+            return await self._http.post(
+                url, params=request.query(), content=content, headers=headers
+            )
+
+        return self._reply(endpoint, await self._send(endpoint, post))
+
     # --- plumbing -------------------------------------------------------------------------
 
     async def call(self, endpoint: Endpoint[Reply], request: BaseModel) -> Reply:
         """POST ``request`` to ``endpoint`` and return its reply model, or raise a PeerError."""
         payload = request.model_dump(mode="json", exclude_none=True)
-        response = await self._send(endpoint, payload)
+        response = await self._send(endpoint, lambda: self._post(endpoint.path, payload))
+        return self._reply(endpoint, response)
+
+    def _reply(self, endpoint: Endpoint[Reply], response: httpx.Response) -> Reply:
         if not response.is_success:
             raise refusal(response.status_code, response.content, response.reason_phrase)
         try:
             return endpoint.reply.model_validate_json(response.content)
         except ValidationError as error:
-            message = f"{self.base_url}{endpoint.path}: unexpected reply: {error}"
+            message = f"{self._where(endpoint)}: unexpected reply: {error}"
             raise PeerProtocolError(message) from error
 
-    async def _send(self, endpoint: Endpoint[Reply], payload: object) -> httpx.Response:
+    async def _send(
+        self, endpoint: Endpoint[Reply], post: Callable[[], Awaitable[httpx.Response]]
+    ) -> httpx.Response:
         for attempt in range(1, self.retry.attempts + 1):
             last = attempt == self.retry.attempts
             try:
-                response = await self._post(endpoint.path, payload)
+                response = await post()
             except httpx.TransportError as error:
                 if last or not (endpoint.idempotent or _never_sent(error)):
                     raise self._unreachable(endpoint, error) from error
@@ -269,12 +300,15 @@ class PeerClient:
 
     def _unreachable(self, endpoint: Endpoint[Reply], error: Exception) -> PeerUnreachableError:
         detail = str(error) or type(error).__name__
-        return PeerUnreachableError(f"{self.base_url}{endpoint.path}: unreachable ({detail})")
+        return PeerUnreachableError(f"{self._where(endpoint)}: unreachable ({detail})")
 
     def _log_retry(self, endpoint: Endpoint[Reply], attempt: int, problem: str) -> None:
-        log.info(
-            "%s%s: attempt %d failed (%s); retrying", self.base_url, endpoint.path, attempt, problem
-        )
+        log.info("%s: attempt %d failed (%s); retrying", self._where(endpoint), attempt, problem)
+
+    def _where(self, endpoint: Endpoint[Reply]) -> str:
+        """The URL of ``endpoint``: its path under our base URL, or its own absolute URL."""
+        absolute = endpoint.path.startswith(("http://", "https://"))
+        return endpoint.path if absolute else f"{self.base_url}{endpoint.path}"
 
 
 def _never_sent(error: httpx.TransportError) -> bool:

@@ -293,3 +293,45 @@ class CorruptPrepareResponse(WireModel):
 class CorruptResendResponse(WireModel):
     success: bool
     destination_transfer_id: int
+
+
+# --- upload (a librarian_async extension: the bytes of the ``http`` transfer method) ------
+
+
+class UploadRequest(WireModel):
+    """``POST upload?ids=12,13,14``: the incoming transfers whose bytes the body holds.
+
+    The body (``application/octet-stream``) is the bytes of these transfers' files
+    concatenated in this order, without any framing: the receiver knows each transfer's
+    size and splits the stream by size. ``Content-Length``, when sent, must be the sum of
+    the sizes. In the query, the ids are decimal and comma-separated, each at most once.
+    """
+
+    destination_transfer_ids: list[int]
+
+    def query(self) -> dict[str, str]:
+        return {"ids": ",".join(map(str, self.destination_transfer_ids))}
+
+    @classmethod
+    def from_query(cls, ids: str) -> UploadRequest:
+        """Read the ``ids`` query parameter; ValueError saying what is wrong with it."""
+        parts = ids.split(",")
+        if not all(part.isascii() and part.isdigit() for part in parts):
+            raise ValueError(f"ids {ids[:100]!r} is not a comma-separated list of transfer ids")
+        numbers = [int(part) for part in parts]
+        if len(set(numbers)) != len(numbers):
+            raise ValueError("ids names a transfer more than once")
+        return cls(destination_transfer_ids=numbers)
+
+
+class UploadRefusal(ErrorBody):
+    """A refused or failed upload: the transfers whose bytes were not staged because of it."""
+
+    destination_transfer_ids: list[int] = Field(default_factory=list)
+
+
+class UploadResponse(WireModel):
+    """Every file of the upload is at its staging location with its size and checksum."""
+
+    destination_transfer_ids: list[int]
+    bytes: int

@@ -223,3 +223,13 @@ async def record_remote_instance(
     else:  # pragma: no cover - only the two supported backends exist
         statement = insert(RemoteInstance)
     await session.execute(statement.values(values))
+
+
+async def live_staging_paths(session: AsyncSession, paths: Collection[str]) -> set[str]:
+    """The paths among ``paths`` that are the staging directory of a live incoming transfer."""
+    if not paths:
+        return set()
+    query = select(IncomingTransfer.staging_path).where(
+        IncomingTransfer.status.in_(LIVE), IncomingTransfer.staging_path.in_(list(paths))
+    )
+    return {path for path in (await session.scalars(query)).all() if path is not None}

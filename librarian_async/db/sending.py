@@ -52,8 +52,8 @@ async def send_candidates(
     limit: int,
 ) -> list[SendCandidate]:
     """Up to ``limit`` files created since ``created_after``, after the keyset ``after``,
-    that have an available instance, no remote copy at the peer and no live outgoing
-    transfer to it; each with one instance (on the preferred store when it has one)."""
+    that have an available instance on an enabled store, no remote copy at the peer and no
+    live outgoing transfer to it; each with one instance (on the preferred store if any)."""
     has_copy = select(RemoteInstance.id).where(
         RemoteInstance.file_name == File.name, RemoteInstance.librarian_id == librarian_id
     )
@@ -62,8 +62,10 @@ async def send_candidates(
         OutgoingTransfer.file_name == File.name,
         OutgoingTransfer.status.in_(LIVE),
     )
-    readable = select(Instance.id).where(
-        Instance.file_name == File.name, Instance.available.is_(True)
+    readable = (
+        select(Instance.id)
+        .join(Store, Store.id == Instance.store_id)
+        .where(Instance.file_name == File.name, Instance.available.is_(True), Store.enabled)
     )
     position = tuple_(File.create_time, File.name)
     query = (
@@ -86,13 +88,14 @@ async def send_candidates(
 async def _source_instances(
     session: AsyncSession, names: Sequence[str], preferred_store_id: int | None
 ) -> dict[str, Instance]:
-    """One available instance per file: on the preferred store, else the lowest store id."""
+    """One available instance on an enabled store per file (a disabled store may be a
+    drive in transit): on the preferred store, else the lowest store id."""
     if not names:
         return {}
     query = (
         select(Instance)
         .join(Store, Store.id == Instance.store_id)
-        .where(Instance.file_name.in_(names), Instance.available.is_(True))
+        .where(Instance.file_name.in_(names), Instance.available.is_(True), Store.enabled)
         .order_by(Instance.store_id)
     )
     chosen: dict[str, Instance] = {}

@@ -16,7 +16,9 @@ from collections.abc import Sequence
 
 from librarian_async.cli import (
     database,
+    demo,
     files,
+    manifest,
     peers,
     quickstart,
     running,
@@ -28,7 +30,18 @@ from librarian_async.cli.common import fail_with, os_problem, print_problems
 from librarian_async.config import load_settings
 from librarian_async.errors import ConfigError, LibrarianError
 
-COMMAND_GROUPS = (database, stores, peers, files, running, serve, status, quickstart)
+COMMAND_GROUPS = (
+    database,
+    stores,
+    peers,
+    files,
+    manifest,
+    running,
+    serve,
+    status,
+    quickstart,
+    demo,
+)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -83,7 +83,7 @@ SHORT["Clone receiver"] = "receive"
 MAX_ROUNDS = 6
 SPOT_CHECKS = 8
 LOOPBACK = "http://127.0.0.1"
-ACCESS_LINE = re.compile(r'"POST /api/v2/(\S+) HTTP/[\d.]+" (\d{3})')
+ACCESS_LINE = re.compile(r'"POST /api/v2/([^\s?]+)\S* HTTP/[\d.]+" (\d{3})')
 
 
 @dataclass
@@ -476,11 +476,11 @@ class Case:
     def batches(self) -> int:
         return math.ceil(self.files / self.batch)
 
-    def inferred_requests(self) -> int:
-        """ping/logged per sender run; per batch: batch_stage, ONGOING, STAGED (and the
-        uploads of http); one clone/complete per file."""
+    def sender_requests(self) -> int:
+        """Requests the source makes, inferred: ping/logged per sender run; per batch
+        batch_stage, checkin/update ONGOING and STAGED, and for http its uploads."""
         sender_runs = sum(1 for stage in self.stages if stage.task == "Clone sender")
-        per_batch = 3
+        uploads = 0
         if self.method == "http":
             size = bench_local.SETS[self.data_set][1]
             per_request = max(1, min(http_method.REQUEST_FILES, http_method.REQUEST_BYTES // size))
@@ -488,8 +488,12 @@ class Case:
                 math.ceil(min(self.batch, self.files - start) / per_request)
                 for start in range(0, self.files, self.batch)
             )
-            return sender_runs + per_batch * self.batches() + uploads + self.files
-        return sender_runs + per_batch * self.batches() + self.files
+        return sender_runs + 3 * self.batches() + uploads
+
+    def callback_requests(self) -> str:
+        """Requests the destination made to the source (counted from its access log)."""
+        counted = self.requests.get(SOURCE)
+        return "-" if counted is None else str(sum(counted.values()))
 
     def row(self) -> str:
         rate, rsync_rate = self.megabytes / self.seconds, self.megabytes / self.rsync_seconds
@@ -504,7 +508,7 @@ class Case:
             f"{self.files / self.seconds:7.0f} {rate:7.1f} {rsync_rate:7.1f} "
             f"{rate / rsync_rate:5.2f} {run_rate:7.1f} {run_rate / rsync_rate:5.2f} "
             f"{rss:6.1f} {lag:6.1f} {self.serve_rss[0]:5.0f}/{self.serve_rss[1]:<5.0f} "
-            f"{self.inferred_requests():6d} {outcome}"
+            f"{self.sender_requests():6d} {self.callback_requests():>6} {outcome}"
         )
 
 
@@ -512,7 +516,7 @@ HEADER = (
     f"{'backend':10} {'meth':5} {'set':6} {'files':>6} {'batch':>5} {'btch':>4} {'rd':>2} "
     f"{'send s':>7} {'consum s':>7} {'check s':>7} {'recv s':>7} {'total s':>7} "
     f"{'files/s':>7} {'MB/s':>7} {'rsync':>7} {'ratio':>5} {'run MB/s':>7} {'run r':>5} "
-    f"{'RSS MB':>6} {'lag ms':>6} {'serve RSS':>11} {'reqs':>6} outcome"
+    f"{'RSS MB':>6} {'lag ms':>6} {'serve RSS':>11} {'s>d rq':>6} {'d>s rq':>6} outcome"
 )
 LEGEND = (
     "send/consum/check/recv s: the run --once processes of each stage (start-up included, "
@@ -521,8 +525,9 @@ LEGEND = (
     "the tasks' runs alone (no process start-up); btch: send-queue batches "
     "(ceil(files/batch)); rd: rounds until all COMPLETED; RSS MB, lag ms: the worst peak "
     "memory (MiB) and event-loop lateness of the run processes; serve RSS: peak MiB of the "
-    "source/destination serve processes; reqs: HTTP requests inferred (ping/logged per "
-    "sender run + 3 per batch + http uploads + one clone/complete per file)."
+    "source/destination serve processes; s>d rq: requests of the source to the destination, "
+    "inferred (ping/logged per sender run, 3 per batch, http uploads); d>s rq: requests of "
+    "the destination to the source (callbacks), counted with --count-requests."
 )
 
 
@@ -601,6 +606,13 @@ def print_stage_details(cases: list[Case]) -> None:
             print(f"{case.label}: requests served by {side}: {listed or 'none'}")
 
 
+def package_snapshot() -> str:
+    """When the package's newest module was modified: the code this run measured."""
+    package = Path(http_method.__file__).resolve().parents[1]
+    newest = max(path.stat().st_mtime for path in package.rglob("*.py"))
+    return f"{datetime.fromtimestamp(newest, UTC):%Y-%m-%d %H:%M:%S} UTC"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", type=Path, default=Path("/var/tmp/librarian-bench/data"))
@@ -627,7 +639,7 @@ def main() -> None:
     for name in args.sets.split(","):
         everything = bench_local.create_data(args.data, name)
         sets[name] = {key: everything[key] for key in sorted(everything)[: COUNTS[name]]}
-    print(f"load before: {os.getloadavg()}", flush=True)
+    print(f"load before: {os.getloadavg()}; package as of {package_snapshot()}", flush=True)
     cases: list[Case] = []
     for backend in args.backends.split(","):
         for method in args.methods.split(","):
@@ -638,6 +650,7 @@ def main() -> None:
     print(f"load after: {os.getloadavg()}")
     rsync = subprocess.run(["rsync", "--version"], capture_output=True, text=True).stdout
     print(f"\ncpus={os.cpu_count()} python={sys.version.split()[0]} rsync={rsync.split()[2]}")
+    print(f"librarian_async as of {package_snapshot()} (newest module's modification time)")
     print(LEGEND)
     print(HEADER)
     for case in cases:

@@ -1,12 +1,20 @@
-"""Progress reports on single transfers: ``clone/ongoing``, ``staged``, ``fail``, ``complete``.
+"""Progress reports on transfers: ``clone/ongoing``, ``staged``, ``fail``, ``complete`` and
+``batch_complete``.
 
 The first three arrive at the receiver and change an incoming transfer; ``clone/complete``
 arrives at the sender and completes an outgoing one. Only the transfer's counterpart (or an
 ADMIN) may change it; to anyone else the transfer does not exist.
+
+``clone/batch_complete`` (a librarian_async extension) applies ``clone/complete`` to each of
+its items in one transaction. Every check of an item is made before it writes anything, so
+a refused item leaves nothing behind and never fails the others: it is listed with the
+status the single call would have answered (400 or 406).
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -20,6 +28,9 @@ from librarian_async.db.models import IncomingTransfer, Librarian, OutgoingTrans
 from librarian_async.enums import TransferStatus
 from librarian_async.errors import NotFoundError
 from librarian_async.remote.schemas import (
+    BatchCompleteRequest,
+    BatchCompleteResponse,
+    CompleteRefusal,
     CompleteRequest,
     CompleteResponse,
     FailRequest,
@@ -92,24 +103,88 @@ async def complete_outgoing(
     api: ApiState, caller: Caller, request: CompleteRequest
 ) -> CompleteResponse:
     """Mark an outgoing transfer COMPLETED and record the receiver's copy; idempotent."""
-    now = api.context.now()
     async with api.context.sessions.begin() as session:
-        row = await outgoing_of(session, caller, request.source_transfer_id)
-        peer = await destination_of(session, row)
-        if row.status != S.COMPLETED:
-            await _complete(session, row, request, now)
-        await transfers.record_remote_instance(
-            session,
-            file_name=row.file_name,
-            librarian_id=peer.id,
-            store_id=request.store_id,
-            copy_time=now,
-            sender=caller.username,
-        )
+        completer = Completer(session, caller, api.context.now())
+        await completer.load([request.source_transfer_id])
+        await completer.complete(request)
     return CompleteResponse(
         source_transfer_id=request.source_transfer_id,
         destination_transfer_id=request.destination_transfer_id,
     )
+
+
+async def complete_outgoing_batch(
+    api: ApiState, caller: Caller, request: BatchCompleteRequest
+) -> BatchCompleteResponse:
+    """:func:`complete_outgoing` for every item, in one transaction. A refused item changes
+    nothing and is listed with the status ``clone/complete`` would have answered for it."""
+    reply = BatchCompleteResponse(completed=[], refused=[])
+    async with api.context.sessions.begin() as session:
+        completer = Completer(session, caller, api.context.now())
+        await completer.load([item.source_transfer_id for item in request.items])
+        for item in request.items:
+            try:
+                await completer.complete(item)
+            except ProtocolError as refused:
+                reply.refused.append(_refusal(item, refused))
+            else:
+                reply.completed.append(item.source_transfer_id)
+    return reply
+
+
+def _refusal(item: CompleteRequest, refused: ProtocolError) -> CompleteRefusal:
+    return CompleteRefusal(
+        source_transfer_id=item.source_transfer_id,
+        destination_transfer_id=item.destination_transfer_id,
+        status=refused.status,
+        reason=refused.body.reason,
+        suggested_remedy=refused.body.suggested_remedy,
+    )
+
+
+@dataclass(eq=False)
+class Completer:
+    """Completes the caller's outgoing transfers inside one transaction, reading each row
+    and each destination librarian once."""
+
+    session: AsyncSession
+    caller: Caller
+    now: datetime
+    rows: dict[int, OutgoingTransfer] = field(default_factory=dict)
+    destinations: dict[str, Librarian | None] = field(default_factory=dict)
+    completed: set[int] = field(default_factory=set)
+
+    async def load(self, transfer_ids: Sequence[int]) -> None:
+        self.rows.update(await transfers.outgoing_by_ids(self.session, set(transfer_ids)))
+
+    async def complete(self, request: CompleteRequest) -> None:
+        """Complete one loaded transfer (unless it is already) and record the copy; a
+        ProtocolError (400 or 406) is raised before anything is written."""
+        row = _checked_outgoing(self.caller, request.source_transfer_id, self.rows)
+        peer = await self._destination(row)
+        if row.status != S.COMPLETED and row.id not in self.completed:
+            await _complete(self.session, row, request, self.now)
+            self.completed.add(row.id)
+        await transfers.record_remote_instance(
+            self.session,
+            file_name=row.file_name,
+            librarian_id=peer.id,
+            store_id=request.store_id,
+            copy_time=self.now,
+            sender=self.caller.username,
+        )
+
+    async def _destination(self, row: OutgoingTransfer) -> Librarian:
+        if row.destination not in self.destinations:
+            try:
+                found = await peers.librarian_by_name(self.session, row.destination)
+            except NotFoundError:
+                found = None
+            self.destinations[row.destination] = found
+        peer = self.destinations[row.destination]
+        if peer is None:
+            raise _unknown_destination(row)
+        return peer
 
 
 async def _complete(
@@ -123,17 +198,16 @@ async def _complete(
         raise ProtocolError.of(406, reason, CHECK_STATUS)
 
 
-async def outgoing_of(session: AsyncSession, caller: Caller, transfer_id: int) -> OutgoingTransfer:
-    row = (await transfers.outgoing_by_ids(session, [transfer_id])).get(transfer_id)
+def _checked_outgoing(
+    caller: Caller, transfer_id: int, rows: Mapping[int, OutgoingTransfer]
+) -> OutgoingTransfer:
+    row = rows.get(transfer_id)
     if row is None or not may_change_outgoing(caller, row):
         reason = f"no outgoing transfer {transfer_id} to {caller.username!r}"
         raise ProtocolError.of(400, reason, "Check the transfer ids.")
     return row
 
 
-async def destination_of(session: AsyncSession, row: OutgoingTransfer) -> Librarian:
-    try:
-        return await peers.librarian_by_name(session, row.destination)
-    except NotFoundError as error:
-        reason = f"outgoing transfer {row.id}: unknown destination librarian {row.destination!r}"
-        raise ProtocolError.of(400, reason, "Add the librarian (librarian add).") from error
+def _unknown_destination(row: OutgoingTransfer) -> ProtocolError:
+    reason = f"outgoing transfer {row.id}: unknown destination librarian {row.destination!r}"
+    return ProtocolError.of(400, reason, "Add the librarian (librarian add).")

@@ -1,4 +1,9 @@
-"""The ``clone/*`` routes: staging on the receiver, progress reports on either side."""
+"""The ``clone/*`` routes: staging on the receiver, progress reports on either side.
+
+``clone/batch_complete`` (CALLBACK) is a librarian_async extension: ``clone/complete`` for
+up to ``MAX_BATCH_COMPLETE`` transfers in one call (see
+:func:`librarian_async.api.callbacks.complete_outgoing_batch`); a longer list is a 400.
+"""
 
 # No ``from __future__ import annotations``: FastAPI must see the handlers' annotations,
 # which name dependencies local to ``router()``.
@@ -17,6 +22,8 @@ from librarian_async.api.upload import upload_url
 from librarian_async.enums import AuthLevel, TransferStatus
 from librarian_async.remote.schemas import (
     NO_TRANSFER,
+    BatchCompleteRequest,
+    BatchCompleteResponse,
     BatchStageRefusal,
     BatchStageRequest,
     BatchStageResponse,
@@ -123,6 +130,12 @@ def router(api: ApiState) -> APIRouter:
         request: CompleteRequest, caller: Annotated[Caller, Depends(callback)]
     ) -> CompleteResponse:
         return await callbacks.complete_outgoing(api, caller, request)
+
+    @routes.post("/clone/batch_complete")
+    async def clone_batch_complete(
+        request: BatchCompleteRequest, caller: Annotated[Caller, Depends(callback)]
+    ) -> BatchCompleteResponse:
+        return await callbacks.complete_outgoing_batch(api, caller, request)
 
     @routes.post("/clone/fail")
     async def clone_fail(

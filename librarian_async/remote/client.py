@@ -9,12 +9,16 @@ it). Which endpoints are safe to repeat (``idempotent`` in :data:`ENDPOINTS`):
 * yes: ``ping/``, ``ping/logged``, ``search/file``, ``validate/file``, ``corrupt/prepare``
   (they read); ``checkin/status`` (reads); ``checkin/update`` (asking again for the status
   a transfer already has changes nothing); ``clone/complete`` (idempotent on our peers,
-  and completing twice is harmless on deployed ones); ``clone/fail`` (failing a FAILED
-  transfer again changes nothing);
+  and completing twice is harmless on deployed ones) and ``clone/batch_complete`` (the same
+  per item); ``clone/fail`` (failing a FAILED transfer again changes nothing);
 * no: ``clone/batch_stage`` and ``clone/stage`` (each call creates transfers),
   ``clone/ongoing`` and ``clone/staged`` (a repeat is refused with 406 once the first one
   went through), ``corrupt/resend`` (queues a resend), ``upload`` (its body is a stream
   that can be sent only once; the sender retries the whole batch instead).
+
+``clone/batch_complete`` is a librarian_async extension (see
+:class:`librarian_async.remote.schemas.BatchCompleteRequest`): deployed peers answer it with
+404 or 405, and the caller falls back to ``clone/complete``.
 
 ``upload`` (the ``http`` transfer method, a librarian_async extension) is posted to the
 absolute URL that the peer advertised, with the same credentials; its body streams the
@@ -75,6 +79,7 @@ STAGE = Endpoint("clone/stage", wire.StageResponse, idempotent=False)
 ONGOING = Endpoint("clone/ongoing", wire.OngoingResponse, idempotent=False)
 STAGED = Endpoint("clone/staged", wire.StagedResponse, idempotent=False)
 COMPLETE = Endpoint("clone/complete", wire.CompleteResponse, idempotent=True)
+BATCH_COMPLETE = Endpoint("clone/batch_complete", wire.BatchCompleteResponse, idempotent=True)
 FAIL = Endpoint("clone/fail", wire.FailResponse, idempotent=True)
 CHECKIN_UPDATE = Endpoint("checkin/update", wire.CheckinUpdateResponse, idempotent=True)
 CHECKIN_STATUS = Endpoint("checkin/status", wire.CheckinStatusResponse, idempotent=True)
@@ -98,6 +103,9 @@ ENDPOINTS = (
     CORRUPT_PREPARE,
     CORRUPT_RESEND,
 )
+"""The endpoints of PROTOCOL §2; the extensions of librarian_async are not among them."""
+EXTENSIONS = (BATCH_COMPLETE,)
+"""Endpoints only librarian_async peers serve (``upload`` is posted to an advertised URL)."""
 
 
 @dataclass(frozen=True)
@@ -202,6 +210,12 @@ class PeerClient:
 
     async def clone_complete(self, request: wire.CompleteRequest) -> wire.CompleteResponse:
         return await self.call(COMPLETE, request)
+
+    async def batch_complete(
+        self, request: wire.BatchCompleteRequest
+    ) -> wire.BatchCompleteResponse:
+        """``clone/complete`` for many transfers; 404 or 405 from a peer without it."""
+        return await self.call(BATCH_COMPLETE, request)
 
     async def clone_fail(self, request: wire.FailRequest) -> wire.FailResponse:
         return await self.call(FAIL, request)

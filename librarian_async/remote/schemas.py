@@ -335,3 +335,38 @@ class UploadResponse(WireModel):
 
     destination_transfer_ids: list[int]
     bytes: int
+
+
+# --- batch complete (a librarian_async extension: many ``clone/complete`` in one call) ----
+
+MAX_BATCH_COMPLETE = 10_000
+"""The most items one ``clone/batch_complete`` may carry; a longer list is refused (400)."""
+
+
+class BatchCompleteRequest(WireModel):
+    """``clone/batch_complete`` (on the sender): ``clone/complete`` for each item.
+
+    Deployed peers lack this endpoint (they answer 404 or 405); a caller then falls back to
+    one ``clone/complete`` per item.
+    """
+
+    items: list[CompleteRequest] = Field(max_length=MAX_BATCH_COMPLETE)
+
+
+class CompleteRefusal(ErrorBody):
+    """One item of a batch that was not completed; ``status`` is what ``clone/complete``
+    would have answered for it (400 unknown transfer or destination, 406 wrong state)."""
+
+    source_transfer_id: int
+    destination_transfer_id: int
+    status: int
+
+
+class BatchCompleteResponse(WireModel):
+    """Per item: completed (``source_transfer_ids``, also when it already was) or refused.
+
+    One bad item never fails the call; every item of the request is in exactly one list.
+    """
+
+    completed: list[int]
+    refused: list[CompleteRefusal] = Field(default_factory=list)

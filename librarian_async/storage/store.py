@@ -7,6 +7,9 @@ file and is crash-safe: bytes are written under a temporary dot-name (see
 :func:`temporary_sibling`), fsynced, then renamed into place and the directory fsynced, so a
 restart finds either nothing or a complete file at the final name. A complete identical file
 already at the final name (left by a crash after the rename) is adopted, not refused.
+The thread-side variants (:meth:`LocalStore.commit_sync`, :meth:`LocalStore.copy_in_sync`)
+can leave the directory fsync to a caller that batches small files: it fsyncs each
+directory once, before it records any of the batch's files.
 
 This module does not touch the database: the ``stores`` row is turned into a
 :class:`LocalStore` elsewhere.
@@ -199,15 +202,62 @@ class LocalStore:
         algorithm = expected.algorithm if expected is not None else DEFAULT_ALGORITHM
         try:
             copied = await copy_and_hash(staged, temporary, algorithm)
-            if expected is not None and not copied.matches(expected):
-                found = f"{copied.checksum} ({copied.size} bytes)"
-                wanted = f"{expected.checksum} ({expected.size} bytes)"
-                raise ChecksumError(f"{staged}: copy into the store has {found}, expected {wanted}")
+            _require_same_copy(staged, copied, expected)
             await self._install(temporary, target, copied)
         finally:
             await run_interruptible(_discard, temporary)
         await run_interruptible(_discard, staged)
         return target
+
+    def commit_sync(
+        self,
+        staged: Path,
+        name: str,
+        expected: FileDigest | None = None,
+        stop: threading.Event | None = None,
+        *,
+        sync_directory: bool = False,
+    ) -> Path:
+        """:meth:`commit` in the calling thread, for callers that commit small files in
+        batches; return the file's path in the store.
+
+        Same guarantees: a staged symlink is refused, nothing is clobbered, an identical
+        file at ``name`` is adopted (the staged copy is removed), a different one raises
+        ConflictError (the staged copy is kept); across filesystems the bytes are copied to
+        a temporary name, checked against ``expected`` and renamed. ``stop`` interrupts
+        that copy between chunks, never a rename. With ``sync_directory=False`` (the
+        default) the caller must fsync the returned path's directory itself (once for a
+        whole batch, :func:`~librarian_async.storage.checksum.fsync_directory`) before it
+        records the file anywhere.
+        """
+        target = self.resolve_in_store(name)
+        self._refuse_symlink(staged)
+        self._make_parents(target)
+        reference = expected if expected is not None else hash_file_sync(staged, stop=stop)
+        try:
+            self._install_sync(staged, target, reference, sync_directory)
+        except OSError as error:
+            if error.errno != errno.EXDEV:
+                raise
+            self._commit_across_filesystems_sync(staged, target, reference, stop, sync_directory)
+        return target
+
+    def _commit_across_filesystems_sync(
+        self,
+        staged: Path,
+        target: Path,
+        expected: FileDigest,
+        stop: threading.Event | None,
+        sync_directory: bool,
+    ) -> None:
+        temporary = temporary_sibling(target)
+        try:
+            copied = copy_and_hash_sync(staged, temporary, expected.algorithm, stop)
+            _require_same_copy(staged, copied, expected)
+            self._install_sync(temporary, target, copied, sync_directory)
+        finally:
+            remove_file_or_tree(temporary)
+        remove_file_or_tree(staged)
 
     async def copy_in(
         self,
@@ -389,6 +439,13 @@ def _require_checksum(source: Path, digest: FileDigest, expected_checksum: str |
     if expected_checksum is not None and not checksums_match(digest.checksum, expected_checksum):
         message = f"{source}: checksum {digest.checksum} differs from expected {expected_checksum}"
         raise ChecksumError(message)
+
+
+def _require_same_copy(staged: Path, copied: FileDigest, expected: FileDigest | None) -> None:
+    if expected is not None and not copied.matches(expected):
+        found = f"{copied.checksum} ({copied.size} bytes)"
+        wanted = f"{expected.checksum} ({expected.size} bytes)"
+        raise ChecksumError(f"{staged}: copy into the store has {found}, expected {wanted}")
 
 
 def _discard(path: Path, *, stop: threading.Event) -> None:

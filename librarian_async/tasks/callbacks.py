@@ -1,34 +1,44 @@
 """The callbacks of ``receive_clone``: telling each source how its transfers ended.
 
 Reads: incoming transfers with ``callback_pending`` whose ``next_callback_at`` has come (at
-most ``CALLBACKS_PER_RUN`` per pass, in pages grouped by source), and the ``librarians`` row named
-like each source (PROTOCOL §1). Sends, per source: ``clone/complete`` for each COMPLETED
-transfer, ``checkin/update`` FAILED for its FAILED transfers (``CHECKIN_CHUNK`` ids a call).
-Writes: ``callback_pending = False`` once a callback is settled; otherwise
-``callback_attempts + 1`` and ``next_callback_at = now + backoff`` (30 s doubling per failed
-attempt, at most 1 h). One failed callback never stops the others or the run.
+most ``CALLBACKS_PER_RUN`` per pass, in pages of ``CALLBACK_PAGE`` grouped by source), and
+the ``librarians`` row named like each source (PROTOCOL §1). Sends, per source: its
+COMPLETED transfers in ``clone/batch_complete`` calls of ``COMPLETE_CHUNK`` items, and its
+FAILED transfers in ``checkin/update`` FAILED calls of ``CHECKIN_CHUNK`` ids. Writes:
+``callback_pending = False`` once a callback is settled; otherwise ``callback_attempts + 1``
+and ``next_callback_at = now + backoff`` (30 s doubling per failed attempt, at most 1 h).
+One failed callback never stops the others or the run.
+
+``clone/batch_complete`` is a librarian_async extension (``clone/complete`` for many
+transfers, with a verdict per item). A deployed source lacks it and answers 404 or 405:
+then that chunk, and every later completion to that source in this run, goes through one
+``clone/complete`` per transfer (the next run tries the batch again, so an upgraded source
+is noticed).
 
 When a callback is settled (nothing more to tell):
 
-* the call succeeded;
-* ``clone/complete`` answered 400 (the source knows no such transfer from us, or does not
-  know us): asking again cannot help; settled, and reported as a problem. The source's
-  hypervisor can still reconcile through ``checkin/status``;
-* ``clone/complete`` answered 406 (its transfer is not ONGOING or STAGED): we ask
-  ``checkin/status``; a final status (deployed peers answer 406 for a transfer already
-  COMPLETED) or an unknown transfer settles it, a live one is retried later;
+* the call succeeded (for a batch: the item is among ``completed``);
+* ``clone/complete`` answered 400, or a batch refused the item with 400 (the source knows
+  no such transfer from us, or does not know us): asking again cannot help; settled, and
+  reported as a problem. The source's hypervisor can still reconcile through
+  ``checkin/status``;
+* ``clone/complete`` answered 406, or a batch refused the item with 406 (its transfer is not
+  ONGOING or STAGED): we ask ``checkin/status`` (once for all such items of a batch); a
+  final status (deployed peers answer 406 for a transfer already COMPLETED) or an unknown
+  transfer settles it, a live one is retried later;
 * ``checkin/update``: every id in its ``modified`` or ``unmodified`` lists (unmodified means
   unknown to the source or already final there: nothing more to say); ids missing from
   both lists are retried;
 * the transfer has no source transfer id (a manual stage) or is neither COMPLETED nor FAILED.
 
 Retried later: an unreachable source (its remaining callbacks of this pass are deferred
-without calling it again), any other refusal (401, 5xx, ...) or malformed reply, a source
-that is not in ``librarians`` or whose transfers are disabled (the operator can fix both;
-one warning and one problem line per source and run).
+without calling it again), any other refusal (401, 5xx, ...) or malformed reply, a whole
+batch refused with any status but 404 or 405, an item a batch reply does not mention, a
+source that is not in ``librarians`` or whose transfers are disabled (the operator can fix
+both; one warning and one problem line per source and run).
 
 A crash at any point is safe: a callback acknowledged but not yet recorded is sent again
-on a later run, and both calls are idempotent at the source.
+on a later run, and every call is idempotent at the source.
 """
 
 from __future__ import annotations
@@ -50,6 +60,8 @@ from librarian_async.errors import NotFoundError, PeerError, PeerRefusedError, P
 from librarian_async.remote.client import PeerClient, RetryPolicy
 from librarian_async.remote.peers import peer_client
 from librarian_async.remote.schemas import (
+    BatchCompleteRequest,
+    BatchCompleteResponse,
     CheckinStatusRequest,
     CheckinUpdateRequest,
     CompleteRequest,
@@ -59,9 +71,12 @@ from librarian_async.transfer_states import FINAL
 
 log = logging.getLogger(__name__)
 
-CALLBACK_PAGE = 512
+CALLBACK_PAGE = 1024
 CALLBACKS_PER_RUN = 4096
 CHECKIN_CHUNK = 256
+COMPLETE_CHUNK = 1024
+NO_BATCH_ENDPOINT = frozenset({404, 405})
+"""What a source without ``clone/batch_complete`` (a deployed librarian) answers to it."""
 FIRST_RETRY = timedelta(seconds=30)
 LAST_RETRY = timedelta(hours=1)
 CALLBACK_RETRY = RetryPolicy(attempts=2)
@@ -121,6 +136,8 @@ class CallbackSender:
 
     task: TaskContext
     warned: set[tuple[str, str]] = field(default_factory=set)
+    batchless: set[str] = field(default_factory=set)
+    """Sources that answered ``clone/batch_complete`` with 404 or 405 in this run."""
 
     async def send_due(self) -> None:
         """Settle or defer every due callback, source by source, page by page (at most
@@ -163,7 +180,8 @@ class CallbackSender:
             return
         async with peer_client(self.task.app, peer, CALLBACK_RETRY) as client:
             try:
-                await SourceCalls(self.task, client, outcome).tell(owed)
+                calls = SourceCalls(self.task, client, outcome, source, self.batchless)
+                await calls.tell(owed)
             except PeerUnreachableError as error:
                 outcome.defer(outcome.unsettled(owed), f"unreachable: {error}")
 
@@ -204,65 +222,113 @@ class CallbackSender:
 
 @dataclass(eq=False)
 class SourceCalls:
-    """The calls to one source; an unreachable source raises PeerUnreachableError."""
+    """The calls to one source; an unreachable source raises PeerUnreachableError.
+
+    ``batchless`` names the sources that lack ``clone/batch_complete`` (shared by the run).
+    """
 
     task: TaskContext
     client: PeerClient
     outcome: Outcome
+    source: str
+    batchless: set[str]
 
     async def tell(self, owed: list[PendingCallback]) -> None:
-        """Completions one by one, then failures in chunks; none once the budget is spent."""
-        for pending in [p for p in owed if p.status == TransferStatus.COMPLETED]:
+        """Completions, then failures, in chunks; none once the budget is spent."""
+        completed = [p for p in owed if p.status == TransferStatus.COMPLETED]
+        for chunk in _chunks(completed, COMPLETE_CHUNK):
             if self.task.budget.spent():
                 return
-            self.outcome.record(pending, await self._complete(pending))
+            await self._complete_chunk(chunk)
         failed = [p for p in owed if p.status == TransferStatus.FAILED]
         for chunk in _chunks(failed, CHECKIN_CHUNK):
             if self.task.budget.spent():
                 return
             await self._fail(chunk)
 
-    async def _complete(self, pending: PendingCallback) -> Verdict:
-        request = CompleteRequest(
-            source_transfer_id=_source_id(pending),
-            destination_transfer_id=pending.transfer_id,
-            store_id=pending.store_id or 0,
-        )
+    async def _complete_chunk(self, chunk: list[PendingCallback]) -> None:
+        """One ``clone/batch_complete``; ``clone/complete`` each if the source lacks it."""
+        if self.source not in self.batchless and await self._batch_complete(chunk):
+            return
+        for pending in chunk:
+            if self.task.budget.spent():
+                return
+            self.outcome.record(pending, await self._complete(pending))
+
+    # --- clone/batch_complete (a librarian_async extension) ---------------------------------
+
+    async def _batch_complete(self, chunk: list[PendingCallback]) -> bool:
+        """Tell the chunk in one call; False if the source does not know the endpoint."""
+        request = BatchCompleteRequest(items=[_complete_request(p) for p in chunk])
         try:
-            await self.client.clone_complete(request)
+            reply = await self.client.batch_complete(request)
         except PeerRefusedError as refused:
-            return await self._judge_refusal(pending, refused)
+            if refused.status not in NO_BATCH_ENDPOINT:
+                self.outcome.defer(chunk, f"clone/batch_complete: {refused}")
+                return True
+            log.info("%s: %r has no clone/batch_complete", self.task.task_name, self.source)
+            self.batchless.add(self.source)
+            return False
+        except PeerUnreachableError:
+            raise
+        except PeerError as error:
+            self.outcome.defer(chunk, f"clone/batch_complete: {error}")
+            return True
+        await self._judge_batch(chunk, reply)
+        return True
+
+    async def _judge_batch(
+        self, chunk: list[PendingCallback], reply: BatchCompleteResponse
+    ) -> None:
+        """Per item, the verdict the single call would have led to."""
+        refusals = {(r.source_transfer_id, r.destination_transfer_id): r for r in reply.refused}
+        completed = set(reply.completed)
+        wrong_state = []
+        for pending in chunk:
+            refused = refusals.get((_source_id(pending), pending.transfer_id))
+            if refused is not None and refused.status == 406:
+                wrong_state.append(pending)
+            elif refused is not None:
+                error = PeerRefusedError(refused.status, refused.reason, refused.model_dump())
+                self.outcome.record(pending, _refusal_verdict(pending, error))
+            elif _source_id(pending) in completed:
+                self.outcome.record(pending, ACKNOWLEDGED)
+            else:
+                self.outcome.record(pending, Verdict(False, "clone/batch_complete: not answered"))
+        verdicts = await self._statuses_at_source(wrong_state)
+        for pending in wrong_state:
+            self.outcome.record(pending, verdicts[pending.transfer_id])
+
+    # --- clone/complete (every peer) ----------------------------------------------------------
+
+    async def _complete(self, pending: PendingCallback) -> Verdict:
+        try:
+            await self.client.clone_complete(_complete_request(pending))
+        except PeerRefusedError as refused:
+            if refused.status == 406:
+                return (await self._statuses_at_source([pending]))[pending.transfer_id]
+            return _refusal_verdict(pending, refused)
         except PeerUnreachableError:
             raise
         except PeerError as error:
             return Verdict(False, str(error))
         return ACKNOWLEDGED
 
-    async def _judge_refusal(self, pending: PendingCallback, refused: PeerRefusedError) -> Verdict:
-        if refused.status == 400:
-            where = (
-                f"incoming transfer {pending.transfer_id} (source transfer {_source_id(pending)})"
-            )
-            return Verdict(True, f"{pending.source!r} refused clone/complete of {where}: {refused}")
-        if refused.status == 406:
-            return await self._status_at_source(pending)
-        return Verdict(False, str(refused))
-
-    async def _status_at_source(self, pending: PendingCallback) -> Verdict:
-        """After a 406: settled if the source's transfer is final or unknown to it."""
-        source_id = _source_id(pending)
+    async def _statuses_at_source(self, refused: list[PendingCallback]) -> dict[int, Verdict]:
+        """After a 406, by transfer id: settled if the source's transfer is final or unknown
+        to it, retried later if it is live or its status could not be asked."""
+        if not refused:
+            return {}
+        request = CheckinStatusRequest(source_transfer_ids=[_source_id(p) for p in refused])
         try:
-            reply = await self.client.checkin_status(
-                CheckinStatusRequest(source_transfer_ids=[source_id])
-            )
+            reply = await self.client.checkin_status(request)
         except PeerUnreachableError:
             raise
         except PeerError as error:
-            return Verdict(False, f"clone/complete refused (406), status unknown: {error}")
-        status = reply.source_transfer_status.get(source_id)
-        if status is None or status in FINAL:
-            return ACKNOWLEDGED
-        return Verdict(False, f"clone/complete refused (406): source transfer is {status.name}")
+            unknown = Verdict(False, f"clone/complete refused (406), status unknown: {error}")
+            return {pending.transfer_id: unknown for pending in refused}
+        statuses = reply.source_transfer_status
+        return {p.transfer_id: _verdict_after_406(statuses.get(_source_id(p))) for p in refused}
 
     async def _fail(self, chunk: list[PendingCallback]) -> None:
         request = CheckinUpdateRequest(
@@ -286,6 +352,29 @@ class SourceCalls:
 
 
 # --- helpers --------------------------------------------------------------------------------
+
+
+def _complete_request(pending: PendingCallback) -> CompleteRequest:
+    return CompleteRequest(
+        source_transfer_id=_source_id(pending),
+        destination_transfer_id=pending.transfer_id,
+        store_id=pending.store_id or 0,
+    )
+
+
+def _refusal_verdict(pending: PendingCallback, refused: PeerRefusedError) -> Verdict:
+    """A refused completion other than 406: a 400 settles it (with a problem), any other
+    status is retried later."""
+    if refused.status != 400:
+        return Verdict(False, str(refused))
+    where = f"incoming transfer {pending.transfer_id} (source transfer {_source_id(pending)})"
+    return Verdict(True, f"{pending.source!r} refused clone/complete of {where}: {refused}")
+
+
+def _verdict_after_406(status: TransferStatus | None) -> Verdict:
+    if status is None or status in FINAL:
+        return ACKNOWLEDGED
+    return Verdict(False, f"clone/complete refused (406): source transfer is {status.name}")
 
 
 def _owes_callback(pending: PendingCallback) -> bool:

@@ -7,9 +7,11 @@ checksum of a file already catalogued under its name; the staged bytes at
 
 Each file is hashed in a worker thread with the transfer's algorithm and compared with its
 size and checksum, then committed into the store at ``store_path`` by
-:meth:`LocalStore.commit` (no clobbering; an identical file already there is adopted).
-Small files are verified in batches (up to ``SMALL_FILE`` bytes or ``BATCH_FILES`` files a
-thread call), ``concurrency`` batches at a time.
+:meth:`LocalStore.commit_sync` in the same thread (no clobbering; an identical file already
+there is adopted). Files go in batches (up to ``SMALL_FILE`` bytes or ``BATCH_FILES`` files
+a thread call), ``concurrency`` batches at a time. A batch's commits skip the directory
+fsync that a single commit makes; once the batch is committed, each distinct directory
+that received a file is fsynced once (a directory that cannot be synced fails its files).
 
 Writes, per batch in one short transaction: for each committed file, the file row (unless
 catalogued), an instance (``deletion_policy``) and the transfer STAGED -> COMPLETED; for
@@ -33,14 +35,23 @@ Decisions:
   cannot starve them; those of this run are sent at its end.
 
 Why a rerun after a crash or a cancellation at any point is safe: a transfer stays STAGED
-until the transaction that catalogues its file. Killed before the commit into the store,
-the next run verifies the staged bytes again. Killed after the commit but before the
-transaction, the next run finds the staged file gone and a file matching the transfer's
-size and checksum at its name, and adopts it (if both copies exist, ``commit`` adopts the
-identical one). Killed after the transaction, the row is final and never selected again;
-its callback stays pending until a run delivers it. Conditional UPDATEs and inserts that
-ignore duplicates mean an overlapping run cannot complete a transfer twice, nor duplicate a
-file or an instance.
+until the transaction that catalogues its file, and that transaction starts only after the
+batch's directories are fsynced, so nothing is recorded before its directory entry is
+durable (an adopted file's directory is fsynced too; the bytes themselves are as durable as
+with ``commit``: the same-filesystem link takes the staged bytes as they are, a copy across
+filesystems is fsynced before its rename). Killed before the commit into the store, the
+next run verifies the staged bytes again. Killed after the commit but before the transaction (the
+directory synced or not), the next run finds the staged file gone and a file matching the
+transfer's size and checksum at its name, and adopts it (if both copies exist,
+``commit_sync`` adopts the identical one). A machine crash before the fsync may lose the
+unsynced rename: the next run then finds the staged file and verifies it again (or, had the
+filesystem kept only the unlink of the staged name, fails the transfer as missing, so the
+source can send it again): either way the catalogue never names a file that is not there.
+A cancellation stops the batch between files: what is committed by then is synced and
+recorded, the rest stays STAGED. Killed after the transaction, the row is final and never
+selected again; its callback stays pending until a run delivers it. Conditional UPDATEs and
+inserts that ignore duplicates mean an overlapping run cannot complete a transfer twice,
+nor duplicate a file or an instance.
 """
 
 from __future__ import annotations
@@ -63,6 +74,7 @@ from librarian_async.errors import LibrarianError, PathEscapeError, StoreUnavail
 from librarian_async.storage.checksum import (
     FileDigest,
     checksums_match,
+    fsync_directory,
     hash_file_sync,
     parse_checksum,
     run_interruptible,
@@ -188,18 +200,11 @@ class Receiver:
         return None if transfer.store_id is None else self.disks.get(transfer.store_id)
 
     async def _receive_batch(self, batch: list[Job]) -> None:
-        """Verify in a thread, commit what verified, record every result (also when
-        cancelled: what is committed is recorded, the rest stays STAGED)."""
-        checks = await run_interruptible(_verify_batch, batch)
-        results: dict[int, Result] = {
-            job.transfer.id: check
-            for job, check in zip(batch, checks, strict=True)
-            if isinstance(check, Rejected)
-        }
+        """Verify and commit in a thread, then record every result (also when cancelled or
+        when a store vanishes: what is committed is recorded, the rest stays STAGED)."""
+        results: dict[int, Result] = {}
         try:
-            for job, check in zip(batch, checks, strict=True):
-                if isinstance(check, Verified):
-                    results[job.transfer.id] = await _commit(job, check)
+            await run_interruptible(_receive_in_thread, batch, results)
         finally:
             await finish_shielded(self._record(batch, results))
 
@@ -268,28 +273,6 @@ def _report_unusable(task: TaskContext, store: Store, count: int) -> None:
     task.report.problem(message)
 
 
-async def _commit(job: Job, check: Verified) -> Result:
-    """Install verified staged bytes into the store; a file already there is adopted."""
-    if check.staged is None or job.disk is None:
-        return Committed(check.digest, check.target)
-    try:
-        path = await job.disk.commit(check.staged, job.transfer.store_path or "", check.digest)
-    except StoreUnavailableError:
-        raise
-    except FileNotFoundError:  # another run committed it meanwhile: check what it left
-        return await _adopt_committed(job, check.staged, check.target)
-    except (LibrarianError, OSError) as error:
-        return Rejected(f"not committed into store {job.disk.name!r}: {error}")
-    return Committed(check.digest, path)
-
-
-async def _adopt_committed(job: Job, staged: Path, target: Path) -> Result:
-    adopted = await run_interruptible(_adopt_target_safely, job.transfer, staged, target)
-    if isinstance(adopted, Rejected):
-        return adopted
-    return Committed(adopted.digest, adopted.target)
-
-
 def _received(job: Job, result: Result | None) -> ReceivedFile | None:
     transfer = job.transfer
     if not isinstance(result, Committed) or transfer.store_id is None:
@@ -355,8 +338,58 @@ def _unstage(jobs: list[Job]) -> None:
             )
 
 
-def _verify_batch(batch: list[Job], *, stop: threading.Event) -> list[Verified | Rejected]:
-    return [_verify(job, stop) for job in batch]
+def _receive_in_thread(
+    batch: list[Job], results: dict[int, Result], *, stop: threading.Event
+) -> None:
+    """Verify and commit each file of the batch (without a directory fsync each), then
+    fsync each directory that received a file, once. ``results`` fills as it goes; when
+    ``stop`` or an error ends the loop early, what is committed by then is synced too and
+    left in ``results`` to be recorded."""
+    try:
+        for job in batch:
+            results[job.transfer.id] = _commit(job, _verify(job, stop), stop)
+    finally:
+        _sync_directories(results)
+
+
+def _commit(job: Job, check: Verified | Rejected, stop: threading.Event) -> Result:
+    """Install verified staged bytes into the store (a file already there is adopted); a
+    rejected check stays rejected."""
+    if isinstance(check, Rejected):
+        return check
+    if check.staged is None or job.disk is None:
+        return Committed(check.digest, check.target)
+    staged, name = check.staged, job.transfer.store_path or ""
+    try:
+        path = job.disk.commit_sync(staged, name, check.digest, stop)
+    except StoreUnavailableError:
+        raise
+    except FileNotFoundError:  # another run committed it meanwhile: check what it left
+        return _as_result(_guarded(lambda: _adopt_target(job.transfer, staged, check.target, stop)))
+    except (LibrarianError, OSError) as error:
+        return Rejected(f"not committed into store {job.disk.name!r}: {error}")
+    return Committed(check.digest, path)
+
+
+def _as_result(check: Verified | Rejected) -> Result:
+    """A file adopted at its target is committed."""
+    return check if isinstance(check, Rejected) else Committed(check.digest, check.target)
+
+
+def _sync_directories(results: dict[int, Result]) -> None:
+    """fsync, once each, the directories holding committed files, so that their entries are
+    durable before any of them is recorded; a directory that cannot be synced fails its
+    files."""
+    committed: dict[Path, list[int]] = {}
+    for transfer_id, result in results.items():
+        if isinstance(result, Committed):
+            committed.setdefault(result.path.parent, []).append(transfer_id)
+    for directory, transfer_ids in committed.items():
+        try:
+            fsync_directory(directory)
+        except OSError as error:
+            for transfer_id in transfer_ids:
+                results[transfer_id] = Rejected(f"{directory} not synced to disk: {error}")
 
 
 def _verify(job: Job, stop: threading.Event) -> Verified | Rejected:
@@ -365,12 +398,6 @@ def _verify(job: Job, stop: threading.Event) -> Verified | Rejected:
     if disk is None or transfer.staging_path is None or transfer.store_path is None:
         return Rejected("the transfer names no store, staging directory or file name")
     return _guarded(lambda: _verify_on(disk, transfer, stop))
-
-
-def _adopt_target_safely(
-    transfer: StagedTransfer, staged: Path, target: Path, *, stop: threading.Event
-) -> Verified | Rejected:
-    return _guarded(lambda: _adopt_target(transfer, staged, target, stop))
 
 
 def _guarded(check: Callable[[], Verified | Rejected]) -> Verified | Rejected:

@@ -6,6 +6,7 @@ import asyncio
 import hashlib
 import os
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -22,7 +23,7 @@ from librarian_async.errors import (
     StoreFullError,
     StoreUnavailableError,
 )
-from librarian_async.storage.checksum import FileDigest, hash_file
+from librarian_async.storage.checksum import FileDigest, Interrupted, hash_file
 from librarian_async.storage.store import LocalStore, VfsStats, temporary_sibling
 
 
@@ -315,6 +316,111 @@ async def test_commit_across_filesystems_checks_the_copy(
         await remote.commit(staged, "f", md5_digest(b"other"))
     assert files_below(store.store_path) == []
     assert staged.exists()
+
+
+# --- commit_sync (in the calling thread; the caller may sync the directory itself) -------------
+
+
+@pytest.mark.parametrize("sync_directory", [False, True])
+def test_commit_sync_moves_a_file_into_place(store: LocalStore, sync_directory: bool) -> None:
+    staged = staged_file(store, b"payload")
+    path = store.commit_sync(
+        staged, "2459000/zen.uvh5", md5_digest(b"payload"), sync_directory=sync_directory
+    )
+    assert path == store.store_path / "2459000" / "zen.uvh5"
+    assert path.read_bytes() == b"payload"
+    assert not staged.exists()
+    assert store.leftover_temporaries() == []
+
+
+async def test_commit_sync_moves_a_directory(store: LocalStore) -> None:
+    staged = store.make_staging_dir("t") / "data.ms"
+    (staged / "table").mkdir(parents=True)
+    (staged / "table" / "f0").write_bytes(b"rows")
+    expected = await hash_file(staged)
+    path = store.commit_sync(staged, "data.ms", expected)
+    assert (path / "table" / "f0").read_bytes() == b"rows"
+    assert await hash_file(path) == expected
+    assert not staged.exists()
+
+
+@pytest.mark.parametrize("expected", [md5_digest(b"same"), None], ids=["expected", "hashed"])
+def test_commit_sync_adopts_an_identical_leftover(
+    store: LocalStore, expected: FileDigest | None
+) -> None:
+    store.resolve_in_store("f").write_bytes(b"same")
+    staged = staged_file(store, b"same")
+    assert store.commit_sync(staged, "f", expected) == store.store_path / "f"
+    assert store.resolve_in_store("f").read_bytes() == b"same"
+    assert not staged.exists()
+
+
+def test_commit_sync_refuses_a_different_existing_file(store: LocalStore) -> None:
+    store.resolve_in_store("f").write_bytes(b"old!")
+    staged = staged_file(store, b"new!")
+    with pytest.raises(ConflictError, match="exists with different content"):
+        store.commit_sync(staged, "f", md5_digest(b"new!"))
+    assert store.resolve_in_store("f").read_bytes() == b"old!"
+    assert staged.read_bytes() == b"new!"
+
+
+def test_commit_sync_refuses_a_staged_symlink(store: LocalStore, outside: Path) -> None:
+    link = store.make_staging_dir("t") / "link"
+    link.symlink_to(outside / "secret.txt")
+    with pytest.raises(StoreError, match="symlink"):
+        store.commit_sync(link, "f", None)
+    assert files_below(store.store_path) == []
+
+
+def test_commit_sync_refuses_a_file_in_the_way_or_an_escaping_name(store: LocalStore) -> None:
+    store.resolve_in_store("a").write_bytes(b"file, not directory")
+    staged = staged_file(store, b"x")
+    with pytest.raises(ConflictError, match="in the way"):
+        store.commit_sync(staged, "a/b", None)
+    with pytest.raises(PathEscapeError):
+        store.commit_sync(staged, "../outside/x", None)
+    assert staged.read_bytes() == b"x"
+
+
+def test_commit_sync_of_a_vanished_staged_file_raises_file_not_found(store: LocalStore) -> None:
+    staged = staged_file(store, b"gone")
+    staged.unlink()
+    with pytest.raises(FileNotFoundError):
+        store.commit_sync(staged, "f", md5_digest(b"gone"))
+    assert files_below(store.store_path) == []
+
+
+def test_commit_sync_across_filesystems(store: LocalStore, other_filesystem: Path) -> None:
+    remote = LocalStore("pot", other_filesystem, store.store_path)
+    staged = staged_file(remote, b"far away")
+    path = remote.commit_sync(staged, "d/f", md5_digest(b"far away"))
+    assert path.read_bytes() == b"far away"
+    assert not staged.exists()
+    assert remote.leftover_temporaries() == []
+
+
+def test_commit_sync_across_filesystems_checks_the_copy(
+    store: LocalStore, other_filesystem: Path
+) -> None:
+    remote = LocalStore("pot", other_filesystem, store.store_path)
+    staged = staged_file(remote, b"bytes")
+    with pytest.raises(ChecksumError, match="expected"):
+        remote.commit_sync(staged, "f", md5_digest(b"other"))
+    assert files_below(store.store_path) == []
+    assert staged.exists()
+
+
+def test_commit_sync_across_filesystems_stops_when_asked(
+    store: LocalStore, other_filesystem: Path
+) -> None:
+    remote = LocalStore("pot", other_filesystem, store.store_path)
+    staged = staged_file(remote, b"bytes")
+    stop = threading.Event()
+    stop.set()
+    with pytest.raises(Interrupted):
+        remote.commit_sync(staged, "f", md5_digest(b"bytes"), stop)
+    assert files_below(store.store_path) == []
+    assert staged.read_bytes() == b"bytes"
 
 
 # --- copy_in ------------------------------------------------------------------------------------

@@ -10,15 +10,21 @@ is checked against an independent reference. Imported explicitly by the test mod
 from __future__ import annotations
 
 import hashlib
+from collections import Counter
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
 import xxhash
+from fastapi import FastAPI
 from librarians import Librarian
+from remote.serving import Server
 from sqlalchemy import select, update
+from starlette.responses import JSONResponse
+from starlette.types import Receive, Scope, Send
 
+from librarian_async.api import create_app
 from librarian_async.config import ReceiveCloneConfig
 from librarian_async.context import Context
 from librarian_async.db import peers
@@ -200,3 +206,48 @@ async def receive(app: Context, **overrides: Any) -> RunResult:
 def counts(**values: int) -> dict[str, int]:
     """The full counts of a run: every key present, zero unless given."""
     return dict.fromkeys(receive_clone.COUNTS, 0) | values
+
+
+# --- serving the source differently -----------------------------------------------------------
+
+BATCH_COMPLETE_PATH = "/api/v2/clone/batch_complete"
+
+
+class CountingApp:
+    """An ASGI app that counts the HTTP requests reaching ``app``, by path."""
+
+    def __init__(self, app: FastAPI | DeployedApp) -> None:
+        self.app = app
+        self.requests: Counter[str] = Counter()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            self.requests[str(scope["path"])] += 1
+        await self.app(scope, receive, send)
+
+
+class DeployedApp:
+    """The librarian's app as a deployed peer serves it: without ``clone/batch_complete``,
+    which answers as FastAPI does for a path it lacks (404) or a method it lacks (405)."""
+
+    def __init__(self, app: FastAPI, answer: int) -> None:
+        self.app = app
+        self.answer = answer
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["path"] == BATCH_COMPLETE_PATH:
+            detail = "Not Found" if self.answer == 404 else "Method Not Allowed"
+            await JSONResponse({"detail": detail}, status_code=self.answer)(scope, receive, send)
+            return
+        await self.app(scope, receive, send)
+
+
+def deployed_app(librarian: Librarian, answer: int) -> DeployedApp:
+    return DeployedApp(create_app(librarian.app), answer)
+
+
+async def serve_instead(librarian: Librarian, app: Any) -> None:
+    """Serve ``app`` on the librarian's port instead of its own app, until it stops."""
+    await librarian.stop_serving()
+    librarian.server = Server(app, librarian.port)
+    await librarian.server.start()

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import shutil
+from collections import Counter
 from collections.abc import AsyncIterator
 from datetime import timedelta
 from pathlib import Path
@@ -17,6 +18,8 @@ from librarians import Librarian, add_store, librarian_pair
 from remote.serving import closed_port
 from sqlalchemy import update
 
+from librarian_async.api import create_app
+from librarian_async.context import Context
 from librarian_async.db import peers
 from librarian_async.db.models import (
     File,
@@ -24,24 +27,29 @@ from librarian_async.db.models import (
     Instance,
     OutgoingTransfer,
     RemoteInstance,
+    User,
 )
-from librarian_async.enums import DeletionPolicy, TransferStatus
+from librarian_async.enums import AuthLevel, DeletionPolicy, TransferStatus
 from librarian_async.scheduler import Scheduler
 from librarian_async.storage.convert import local_store
 from librarian_async.tasks import receive_clone
 
 from .receive_fixtures import (
+    BATCH_COMPLETE_PATH,
     Clock,
+    CountingApp,
     Sent,
     by_id,
     checksum_of,
     config,
     counts,
+    deployed_app,
     incoming,
     outgoing,
     peer_row,
     receive,
     rows,
+    serve_instead,
     set_peer_port,
     stage_files,
 )
@@ -504,10 +512,13 @@ async def test_the_backoff_doubles_with_each_failed_attempt(
     assert row.callback_attempts == 9
 
 
+@pytest.mark.parametrize("deployed", [False, True], ids=["batch", "file-by-file"])
 async def test_a_failed_callback_does_not_stop_the_others(
-    pair: tuple[Librarian, Librarian],
+    pair: tuple[Librarian, Librarian], deployed: bool
 ) -> None:
     source, destination = pair
+    if deployed:
+        await serve_instead(source, deployed_app(source, 404))
     sent = await stage_files(
         source, destination, {"ok.dat": b"ok", "lost.dat": b"lost", "fine.dat": b"fine"}
     )
@@ -538,10 +549,13 @@ async def test_a_failed_callback_does_not_stop_the_others(
     ]
 
 
+@pytest.mark.parametrize("deployed", [False, True], ids=["batch", "file-by-file"])
 async def test_a_source_transfer_not_yet_ongoing_is_asked_again_later(
-    pair: tuple[Librarian, Librarian], clock: Clock
+    pair: tuple[Librarian, Librarian], clock: Clock, deployed: bool
 ) -> None:
     source, destination = pair
+    if deployed:
+        await serve_instead(source, deployed_app(source, 405))
     sent = await stage_files(source, destination, {"early.dat": b"early"})
     async with source.app.sessions.begin() as session:
         await session.execute(update(OutgoingTransfer).values(status=S.INITIATED))
@@ -556,6 +570,84 @@ async def test_a_source_transfer_not_yet_ongoing_is_asked_again_later(
     clock.advance(30)
     await receive(destination.app)
     assert [row.status for row in await outgoing(source.app, sent)] == [S.COMPLETED]
+
+
+async def test_completions_reach_the_source_in_one_batch_call(
+    pair: tuple[Librarian, Librarian],
+) -> None:
+    source, destination = pair
+    counting = CountingApp(create_app(source.app))
+    await serve_instead(source, counting)
+    contents = {f"many/{n:02}.dat": bytes([n]) * 100 for n in range(40)}
+    sent = await stage_files(source, destination, contents)
+
+    result = await receive(destination.app)
+
+    assert result.report.counts == counts(received=40, bytes=4000, callbacks_sent=40)
+    assert counting.requests == Counter({BATCH_COMPLETE_PATH: 1})
+    assert [row.status for row in await outgoing(source.app, sent)] == [S.COMPLETED] * 40
+    assert len(await rows(source.app, RemoteInstance)) == 40
+
+
+@pytest.mark.parametrize("answer", [404, 405])
+async def test_a_source_without_batch_complete_is_told_file_by_file_for_the_whole_run(
+    pair: tuple[Librarian, Librarian], answer: int
+) -> None:
+    source, destination = pair
+    earlier = await stage_files(source, destination, {"earlier1.dat": b"e1", "earlier2.dat": b"e2"})
+    await set_peer_port(destination.app, "source", closed_port())
+    await receive(destination.app)  # received; callbacks deferred
+    async with destination.app.sessions.begin() as session:
+        await session.execute(update(IncomingTransfer).values(next_callback_at=None))
+    later = await stage_files(source, destination, {"later.dat": b"later"})
+    counting = CountingApp(deployed_app(source, answer))
+    await serve_instead(source, counting)
+    await set_peer_port(destination.app, "source", source.port)
+
+    result = await receive(destination.app)  # due callbacks first, this run's at its end
+
+    assert (result.report.problems, result.report.counts) == (
+        [],
+        counts(received=1, bytes=5, callbacks_sent=3),
+    )
+    assert counting.requests == Counter({BATCH_COMPLETE_PATH: 1, "/api/v2/clone/complete": 3})
+    assert [row.status for row in await outgoing(source.app, earlier + later)] == [S.COMPLETED] * 3
+    assert len(await rows(source.app, RemoteInstance)) == 3
+
+
+async def test_a_batch_refused_as_a_whole_is_retried_later_without_a_fallback(
+    pair: tuple[Librarian, Librarian], clock: Clock
+) -> None:
+    source, destination = pair
+    sent = await stage_files(source, destination, {"a.dat": b"a", "b.dat": b"b"})
+    await set_auth_level(source.app, "destination", AuthLevel.READONLY)
+    counting = CountingApp(create_app(source.app))
+    await serve_instead(source, counting)
+
+    result = await receive(destination.app)
+
+    assert result.report.counts == counts(
+        received=2, bytes=2, callbacks_failed=2, callbacks_pending=2
+    )
+    assert "HTTP 401" in result.report.problems[0]
+    assert counting.requests == Counter({BATCH_COMPLETE_PATH: 1})
+    for row in await incoming(destination.app, sent):
+        assert (row.callback_pending, row.next_callback_at) == (
+            True,
+            clock() + timedelta(seconds=30),
+        )
+    await set_auth_level(source.app, "destination", AuthLevel.CALLBACK)
+    clock.advance(30)
+    again = await receive(destination.app)
+    assert again.report.counts == counts(callbacks_sent=2)
+    assert [row.status for row in await outgoing(source.app, sent)] == [S.COMPLETED] * 2
+
+
+async def set_auth_level(app: Context, username: str, level: AuthLevel) -> None:
+    async with app.sessions.begin() as session:
+        await session.execute(
+            update(User).where(User.username == username).values(auth_level=level)
+        )
 
 
 async def test_an_unknown_source_keeps_its_callbacks_pending(

@@ -188,6 +188,7 @@ class LocalStore:
         target = self.resolve_in_store(name)
         self._refuse_symlink(staged)
         self._make_parents(target)
+        await run_interruptible(_sync_data, staged)
         try:
             return await self._install(staged, target, expected)
         except OSError as error:
@@ -234,6 +235,7 @@ class LocalStore:
         self._refuse_symlink(staged)
         self._make_parents(target)
         reference = expected if expected is not None else hash_file_sync(staged, stop=stop)
+        _sync_data(staged)
         try:
             self._install_sync(staged, target, reference, sync_directory)
         except OSError as error:
@@ -363,8 +365,13 @@ class LocalStore:
             raise StoreError(f"store {self.name!r}: staged {staged} is a symlink; not committing")
 
     def _make_parents(self, target: Path) -> None:
+        """Create the missing directories above ``target``, each made durable in its parent
+        (a file recorded in the catalogue must not vanish with a lost directory entry)."""
+        missing = [p for p in target.parents if not p.is_dir()][::-1]
         try:
-            target.parent.mkdir(parents=True, exist_ok=True)
+            for directory in missing:
+                directory.mkdir(exist_ok=True)
+                fsync_directory(directory.parent)
         except (FileExistsError, NotADirectoryError) as error:
             message = f"cannot create the directory of {target}: a file is in the way"
             raise ConflictError(f"store {self.name!r}: {message}") from error
@@ -446,6 +453,25 @@ def _require_same_copy(staged: Path, copied: FileDigest, expected: FileDigest | 
         found = f"{copied.checksum} ({copied.size} bytes)"
         wanted = f"{expected.checksum} ({expected.size} bytes)"
         raise ChecksumError(f"{staged}: copy into the store has {found}, expected {wanted}")
+
+
+def _sync_data(path: Path, *, stop: threading.Event | None = None) -> None:
+    """Make the bytes of a staged file (or of every file of a staged tree) durable before
+    they are linked into the store: senders write staging without fsync."""
+    if path.is_dir():
+        for directory, _, files in os.walk(path):
+            for name in files:
+                _fsync_path(Path(directory, name))
+        return
+    _fsync_path(path)
+
+
+def _fsync_path(path: Path) -> None:
+    descriptor = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
 
 
 def _discard(path: Path, *, stop: threading.Event) -> None:

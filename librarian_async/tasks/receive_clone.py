@@ -31,6 +31,8 @@ Decisions:
   store that stopped being ``ingestable`` after staging still receives what it accepted.
 * A file that cannot be committed (a different file at its name, an I/O error) fails its
   transfer: the source may send it again, and one bad item never blocks the others.
+* Each run ends by removing orphaned staging directories (no live transfer, unchanged
+  for a day: :mod:`librarian_async.tasks.staging_sweep`).
 * Callbacks due from earlier runs are sent first, so a backlog that spends the budget
   cannot starve them; those of this run are sent at its end.
 
@@ -84,6 +86,7 @@ from librarian_async.storage.store import LocalStore
 from librarian_async.tasks.base import Report, TaskContext
 from librarian_async.tasks.batching import batches
 from librarian_async.tasks.callbacks import CallbackSender, finish_shielded
+from librarian_async.tasks.staging_sweep import sweep_orphaned_staging
 
 log = logging.getLogger(__name__)
 
@@ -102,6 +105,9 @@ async def run(task: TaskContext, params: ReceiveCloneConfig) -> Report:
     await receiver.receive_pages()
     await callbacks.send_due()
     await callbacks.count_pending()
+    swept = await sweep_orphaned_staging(task.app)
+    if swept:
+        task.report.add("orphaned_staging_removed", swept)
     return task.report
 
 

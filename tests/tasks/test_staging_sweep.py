@@ -11,6 +11,8 @@ from librarian_async.db.models import IncomingTransfer, Store
 from librarian_async.enums import TransferStatus
 from librarian_async.tasks.staging_sweep import sweep_orphaned_staging
 
+from .receive_fixtures import receive
+
 TWO_DAYS = 2 * 86400
 
 
@@ -66,3 +68,13 @@ async def test_disabled_store_is_left_alone(app: Context, store: Store) -> None:
 
     assert await sweep_orphaned_staging(app) == 0
     assert remaining(store) == {"orphan"}
+
+
+async def test_receive_clone_sweeps_at_the_end_of_its_run(app: Context, store: Store) -> None:
+    make_staging_dir(store, "orphan", age=TWO_DAYS)
+    make_staging_dir(store, "fresh", age=0)
+
+    result = await receive(app)
+
+    assert result.report.counts["orphaned_staging_removed"] == 1
+    assert remaining(store) == {"fresh"}

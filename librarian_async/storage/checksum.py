@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import ctypes
 import functools
 import hashlib
 import os
@@ -32,7 +33,7 @@ import shutil
 import stat
 import string
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -322,16 +323,23 @@ def copy_and_hash_sync(
     stop: threading.Event | None = None,
     *,
     chunk_size: int = CHUNK_SIZE,
+    sync: bool = True,
 ) -> FileDigest:
-    """:func:`copy_and_hash` in the calling thread."""
+    """:func:`copy_and_hash` in the calling thread. With ``sync=False`` a copied file is
+    not fsynced: the caller makes a whole batch durable at once (:func:`sync_files`)."""
     buffer = thread_buffer(chunk_size)
     if _is_directory(source):
         return _copy_tree(source, target, alg, stop, buffer)
-    return _copy_one(source, target, alg, stop, buffer)
+    return _copy_one(source, target, alg, stop, buffer, sync)
 
 
 def _copy_one(
-    source: Path, target: Path, alg: str, stop: threading.Event | None, buffer: memoryview
+    source: Path,
+    target: Path,
+    alg: str,
+    stop: threading.Event | None,
+    buffer: memoryview,
+    sync: bool = True,
 ) -> FileDigest:
     hasher = new_hasher(alg)
     with (
@@ -341,7 +349,8 @@ def _copy_one(
     ):
         size = _pump(reader, hasher, buffer, stop, writer)
         writer.flush()
-        os.fsync(writer.fileno())
+        if sync:
+            os.fsync(writer.fileno())
     return FileDigest(format_checksum(alg, hasher.hexdigest()), size)
 
 
@@ -386,6 +395,43 @@ def remove_file_or_tree(path: Path) -> None:
             path.unlink()
     except FileNotFoundError:
         pass
+
+
+def sync_files(paths: Sequence[Path]) -> None:
+    """Make the data of these files durable: one ``syncfs`` of their filesystem for a batch
+    (far cheaper than an fsync per small file), else an fsync of each."""
+    if len(paths) > 1 and _syncfs(paths[0].parent):
+        return
+    for path in paths:
+        descriptor = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+        try:
+            os.fsync(descriptor)
+        finally:
+            os.close(descriptor)
+
+
+@functools.cache
+def _libc_syncfs() -> Callable[[int], int] | None:
+    try:
+        function: Callable[[int], int] = ctypes.CDLL(None, use_errno=True).syncfs
+    except (AttributeError, OSError):  # not Linux: fsync each file instead
+        return None
+    return function
+
+
+def _syncfs(directory: Path) -> bool:
+    """Flush the filesystem holding ``directory``; False when syncfs is not available."""
+    syncfs = _libc_syncfs()
+    if syncfs is None:
+        return False
+    descriptor = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        if syncfs(descriptor) != 0:
+            error = ctypes.get_errno()
+            raise OSError(error, f"syncfs: {os.strerror(error)}", str(directory))
+    finally:
+        os.close(descriptor)
+    return True
 
 
 def fsync_directory(path: Path) -> None:

@@ -327,6 +327,33 @@ class LocalStore:
             remove_file_or_tree(temporary)
         return target, digest
 
+    def prepare_copy_sync(
+        self, source: Path, target: Path, expected_checksum: str, stop: threading.Event | None
+    ) -> tuple[Path, FileDigest]:
+        """Copy ``source`` to a temporary sibling of ``target`` (from :meth:`resolve_in_store`)
+        and verify it, WITHOUT fsync; return the temporary and its digest. For batches: the
+        caller makes all temporaries durable at once (``checksum.sync_files``), then calls
+        :meth:`install_prepared_sync` for each. A mismatch raises ChecksumError, and on any
+        failure nothing is left."""
+        algorithm = _choose_algorithm(source, None, expected_checksum)
+        self._make_parents(target)
+        temporary = temporary_sibling(target)
+        try:
+            digest = copy_and_hash_sync(source, temporary, algorithm, stop, sync=False)
+            _require_checksum(source, digest, expected_checksum)
+        except BaseException:
+            remove_file_or_tree(temporary)
+            raise
+        return temporary, digest
+
+    def install_prepared_sync(self, temporary: Path, target: Path, digest: FileDigest) -> None:
+        """Rename a durable prepared copy to ``target`` (no clobbering; an identical file
+        there is adopted). The caller fsyncs the directory before recording the file."""
+        try:
+            self._install_sync(temporary, target, digest, sync_directory=False)
+        finally:
+            remove_file_or_tree(temporary)
+
     def _install_sync(
         self, ready: Path, target: Path, expected: FileDigest, sync_directory: bool
     ) -> None:
@@ -367,9 +394,12 @@ class LocalStore:
     def _make_parents(self, target: Path) -> None:
         """Create the missing directories above ``target``, each made durable in its parent
         (a file recorded in the catalogue must not vanish with a lost directory entry)."""
-        missing = [p for p in target.parents if not p.is_dir()][::-1]
+        missing, directory = [], target.parent
+        while not directory.is_dir():  # one stat when the directory exists (the usual case)
+            missing.append(directory)
+            directory = directory.parent
         try:
-            for directory in missing:
+            for directory in reversed(missing):
                 directory.mkdir(exist_ok=True)
                 fsync_directory(directory.parent)
         except (FileExistsError, NotADirectoryError) as error:

@@ -44,7 +44,9 @@ from librarian_async.storage.checksum import (
     fsync_directory,
     hash_file_sync,
     parse_checksum,
+    remove_file_or_tree,
     run_interruptible,
+    sync_files,
 )
 from librarian_async.storage.convert import local_store
 from librarian_async.storage.store import LocalStore
@@ -436,17 +438,47 @@ def _sweep_temporaries(disks: list[LocalStore], started_wall: float) -> None:
                 log.warning("removed leftover temporary %s", path)
 
 
+@dataclass(frozen=True)
+class Prepared:
+    """A verified copy at a temporary name, not yet durable nor at its final path."""
+
+    temporary: Path
+    target: Path
+    digest: FileDigest
+
+
 def _copy_batch(batch: list[Job], *, stop: threading.Event) -> None:
-    """(Worker thread.) Copy each job in turn, then make the renames durable: one fsync per
-    directory for the whole batch, before any outcome is visible to the recording step."""
-    outcomes = [_clone_one(job, stop) for job in batch]
+    """(Worker thread.) Copy every job of the batch to a temporary name, make all those
+    copies durable at once (one syncfs instead of an fsync per file), rename them into
+    place, then fsync each directory once: nothing is at a final path before its bytes are
+    durable, and no outcome is visible to the recording step before its rename is."""
+    steps: list[Outcome | Prepared] = []
+    try:
+        steps = [_clone_one(job, stop) for job in batch]
+        sync_files([step.temporary for step in steps if isinstance(step, Prepared)])
+        outcomes = [_install(job, step) for job, step in zip(batch, steps, strict=True)]
+    finally:  # an error or a stop: no temporary left behind
+        for step in steps:
+            if isinstance(step, Prepared):
+                remove_file_or_tree(step.temporary)
     for directory in {outcome.path.parent for outcome in outcomes if outcome.path is not None}:
         fsync_directory(directory)
     for job, outcome in zip(batch, outcomes, strict=True):
         job.outcome = outcome
 
 
-def _clone_one(job: Job, stop: threading.Event) -> Outcome:
+def _install(job: Job, step: Outcome | Prepared) -> Outcome:
+    if isinstance(step, Outcome):
+        return step
+    try:
+        job.destination.disk.install_prepared_sync(step.temporary, step.target, step.digest)
+    except (LibrarianError, OSError) as error:
+        return Outcome("failed", f"{error}")
+    log.debug("cloned %s to %s", job.file.name, step.target)
+    return Outcome("cloned", path=step.target, digest=step.digest)
+
+
+def _clone_one(job: Job, stop: threading.Event) -> Outcome | Prepared:
     """Adopt or copy; expected problems become outcomes, anything else stops the run."""
     source = Path(job.instance.path)
     try:
@@ -460,14 +492,13 @@ def _clone_one(job: Job, stop: threading.Event) -> Outcome:
         return Outcome("failed", f"{error}")
 
 
-def _adopt_or_copy(job: Job, source: Path, stop: threading.Event) -> Outcome:
+def _adopt_or_copy(job: Job, source: Path, stop: threading.Event) -> Outcome | Prepared:
     disk, name = job.destination.disk, job.file.name
     target = disk.resolve_in_store(name)
     if os.path.lexists(target):
         return _adopt(target, job.file, stop)
-    path, digest = disk.copy_to_sync(source, target, job.file.checksum, stop, False)
-    log.debug("cloned %s to %s", name, path)
-    return Outcome("cloned", path=path, digest=digest)
+    temporary, digest = disk.prepare_copy_sync(source, target, job.file.checksum, stop)
+    return Prepared(temporary, target, digest)
 
 
 def _adopt(target: Path, file: File, stop: threading.Event) -> Outcome:

@@ -21,13 +21,15 @@ removed, ``send_batch_size`` from --batch-sizes and ``files_per_run`` = the file
 Whole rounds are repeated until every transfer is COMPLETED on both sides. Next to each case,
 in the same run: ``rsync -a --files-from`` of the same files into a fresh folder. The files
 are page-cached first (for both) and dirty pages are flushed (untimed) before each
-measurement. Every destination folder is new; scratch is removed only after all cases.
+measurement. Every destination folder is new; this run's folder under --scratch is removed
+only after all cases.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import hashlib
 import json
 import math
@@ -491,9 +493,12 @@ class Case:
         return sender_runs + 3 * self.batches() + uploads
 
     def callback_requests(self) -> str:
-        """Requests the destination made to the source (counted from its access log)."""
+        """Requests the destination made to the source (counted from its access log; the
+        benchmark's own ``ping/`` is left out)."""
         counted = self.requests.get(SOURCE)
-        return "-" if counted is None else str(sum(counted.values()))
+        if counted is None:
+            return "-"
+        return str(sum(n for key, n in counted.items() if not key.startswith("ping/ ")))
 
     def row(self) -> str:
         rate, rsync_rate = self.megabytes / self.seconds, self.megabytes / self.rsync_seconds
@@ -533,7 +538,7 @@ LEGEND = (
 
 def bench_case(args: argparse.Namespace, case: Case, sums: dict[str, str], stamp: str) -> Case:
     tag = f"la_net_{stamp}_{case.backend[:2]}_{case.method}_{case.data_set}_b{case.batch}"
-    folder = args.scratch / tag
+    folder = args.run_folder / tag
     folder.mkdir(parents=True)
     listing = folder / "files.txt"
     listing.write_text("".join(f"{name}\n" for name in sorted(sums)))
@@ -633,8 +638,10 @@ def main() -> None:
     parser.add_argument("--keep", action="store_true", help="keep scratch folders and databases")
     args = parser.parse_args()
     args.data.mkdir(parents=True, exist_ok=True)
-    args.scratch.mkdir(parents=True, exist_ok=True)
     stamp = f"{datetime.now(UTC):%m%d%H%M%S}"
+    # This run's own folder: another run sharing --scratch keeps its files.
+    args.run_folder = args.scratch / f"run-{stamp}-{os.getpid()}"
+    args.run_folder.mkdir(parents=True)
     sets = {}
     for name in args.sets.split(","):
         everything = bench_local.create_data(args.data, name)
@@ -659,8 +666,10 @@ def main() -> None:
     failed = [case.label for case in cases if case.problems]
     print(f"\nFAIL: {', '.join(failed)}" if failed else "\nevery case verified")
     if not args.keep:
-        print(f"removing {args.scratch} (after all measurements)")
-        shutil.rmtree(args.scratch, ignore_errors=True)
+        print(f"removing {args.run_folder} (after all measurements)")
+        shutil.rmtree(args.run_folder, ignore_errors=True)
+        with contextlib.suppress(OSError):
+            args.scratch.rmdir()  # only if no other run uses it
 
 
 if __name__ == "__main__":

@@ -10,12 +10,13 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, NamedTuple
 
-from sqlalchemy import Select, insert, literal, or_, select, tuple_, update
+from sqlalchemy import insert, literal, or_, select, tuple_, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
 from librarian_async.db.models import CloneTransfer, CorruptFile, File, Instance, Store
+from librarian_async.db.rows import per_row
 from librarian_async.db.types import UTCDateTime
 from librarian_async.enums import DeletionPolicy, TransferStatus
 from librarian_async.errors import ConflictError
@@ -67,7 +68,7 @@ async def clone_candidates(
     page's last row (``(created_after, 0)`` for the first page). The index on ``instances
     (store_id, created_time)`` serves the window in that order, so a page costs what it
     scans of the window, not of the table; files are cloned before they age out of it.
-    Each anti-join is one unique-index lookup per scanned row (see :func:`_per_row`).
+    Each anti-join is one unique-index lookup per scanned row (see ``rows.per_row``).
     """
     copy = aliased(Instance)
     has_copy = select(copy.id).where(
@@ -83,24 +84,13 @@ async def clone_candidates(
             Instance.created_time >= created_after,
             position > tuple_(literal(after[0], UTCDateTime()), literal(after[1])),
             Instance.available.is_(True),
-            ~_per_row(has_copy).exists(),
-            ~_per_row(is_corrupt).exists(),
+            ~per_row(has_copy).exists(),
+            ~per_row(is_corrupt).exists(),
         )
         .order_by(Instance.created_time, Instance.id)
         .limit(limit)
     )
     return [(row[0], row[1]) for row in (await session.execute(query)).all()]
-
-
-def _per_row(subquery: Select[Any]) -> Select[Any]:
-    """Keep a correlated EXISTS a per-row index lookup (PostgreSQL).
-
-    ``OFFSET 0`` stops PostgreSQL from turning the subquery into an anti-join, whose plan
-    depends on table statistics: on freshly filled tables (no ANALYZE yet) it chose a scan
-    of the whole clone store per candidate, quadratic in the page. As a per-row subplan it
-    is always a lookup in the unique index; SQLite plans it that way anyway.
-    """
-    return subquery.offset(0)
 
 
 def _unfinished(source_store_id: int, destination_store_ids: Sequence[int]) -> list[Any]:

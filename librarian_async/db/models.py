@@ -66,6 +66,8 @@ class File(Base):
     """A catalogued file; its name is its relative path inside any store."""
 
     __tablename__ = "files"
+    # send_clone pages the recent files in (create_time, name) order.
+    __table_args__ = (Index(None, "create_time", "name"),)
 
     name: Mapped[str] = mapped_column(String(1024), primary_key=True)
     create_time: Mapped[datetime] = mapped_column(index=True)
@@ -163,6 +165,7 @@ class IncomingTransfer(Base):
     __table_args__ = (
         Index(None, "status", "start_time"),
         Index(None, "source", "source_transfer_id"),
+        Index(None, "callback_pending", "next_callback_at"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from typing import TypeVar
+from typing import Any, TypeVar
 
+from sqlalchemy import Select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -20,3 +21,14 @@ async def insert_unique(session: AsyncSession, row: Row, description: str) -> Ro
     except IntegrityError as error:
         raise ConflictError(f"{description} already exists") from error
     return row
+
+
+def per_row(subquery: Select[Any]) -> Select[Any]:
+    """Keep a correlated EXISTS a per-row index lookup (PostgreSQL).
+
+    ``OFFSET 0`` stops PostgreSQL from turning the subquery into an anti-join, whose plan
+    depends on table statistics: on freshly filled tables (no ANALYZE yet) it chose a scan
+    of the whole clone store per candidate, quadratic in the page. As a per-row subplan it
+    is always a lookup in the unique index; SQLite plans it that way anyway.
+    """
+    return subquery.offset(0)

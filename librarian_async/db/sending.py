@@ -22,6 +22,7 @@ from librarian_async.db.models import (
     SendQueueItem,
     Store,
 )
+from librarian_async.db.rows import per_row
 from librarian_async.db.types import UTCDateTime
 from librarian_async.enums import TransferStatus
 from librarian_async.transfer_states import LIVE
@@ -73,9 +74,9 @@ async def send_candidates(
         .where(
             File.create_time >= created_after,
             position > tuple_(literal(after[0], UTCDateTime()), literal(after[1])),
-            ~has_copy.exists(),
-            ~in_flight.exists(),
-            readable.exists(),
+            ~per_row(has_copy).exists(),
+            ~per_row(in_flight).exists(),
+            per_row(readable).exists(),
         )
         .order_by(File.create_time, File.name)
         .limit(limit)

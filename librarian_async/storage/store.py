@@ -218,6 +218,7 @@ class LocalStore:
         stop: threading.Event | None = None,
         *,
         sync_directory: bool = False,
+        sync_data: bool = True,
     ) -> Path:
         """:meth:`commit` in the calling thread, for callers that commit small files in
         batches; return the file's path in the store.
@@ -235,7 +236,8 @@ class LocalStore:
         self._refuse_symlink(staged)
         self._make_parents(target)
         reference = expected if expected is not None else hash_file_sync(staged, stop=stop)
-        _sync_data(staged)
+        if sync_data:  # else the caller made the staged bytes durable already
+            _sync_data(staged)
         try:
             self._install_sync(staged, target, reference, sync_directory)
         except OSError as error:

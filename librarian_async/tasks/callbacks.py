@@ -72,7 +72,7 @@ from librarian_async.transfer_states import FINAL
 log = logging.getLogger(__name__)
 
 CALLBACK_PAGE = 1024
-CALLBACKS_PER_RUN = 4096
+CALLBACKS_PER_RUN = 65_536  # the budget (soft timeout) still applies between sources
 CHECKIN_CHUNK = 256
 COMPLETE_CHUNK = 1024
 NO_BATCH_ENDPOINT = frozenset({404, 405})

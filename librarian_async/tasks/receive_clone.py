@@ -8,7 +8,7 @@ checksum of a file already catalogued under its name; the staged bytes at
 Each file is hashed in a worker thread with the transfer's algorithm and compared with its
 size and checksum, then committed into the store at ``store_path`` by
 :meth:`LocalStore.commit_sync` in the same thread (no clobbering; an identical file already
-there is adopted). Files go in batches (up to ``SMALL_FILE`` bytes or ``BATCH_FILES`` files
+there is adopted). Files go in batches (up to ``BATCH_BYTES`` bytes or ``BATCH_FILES`` files
 a thread call), ``concurrency`` batches at a time. A batch's commits skip the directory
 fsync that a single commit makes; once the batch is committed, each distinct directory
 that received a file is fsynced once (a directory that cannot be synced fails its files).
@@ -80,6 +80,7 @@ from librarian_async.storage.checksum import (
     hash_file_sync,
     parse_checksum,
     run_interruptible,
+    sync_files,
 )
 from librarian_async.storage.convert import local_store
 from librarian_async.storage.store import LocalStore
@@ -91,7 +92,7 @@ from librarian_async.tasks.staging_sweep import sweep_orphaned_staging
 log = logging.getLogger(__name__)
 
 PAGE_SIZE = 256
-SMALL_FILE = 1024 * 1024
+BATCH_BYTES = 8 * 1024 * 1024
 BATCH_FILES = 64
 COUNTS = ("received", "bytes", "failed", "callbacks_sent", "callbacks_failed", "callbacks_pending")
 
@@ -199,7 +200,7 @@ class Receiver:
                     await self._receive_batch(batch)
 
         async with asyncio.TaskGroup() as group:
-            for batch in batches(jobs, _size, max_bytes=SMALL_FILE, max_items=BATCH_FILES):
+            for batch in batches(jobs, _size, max_bytes=BATCH_BYTES, max_items=BATCH_FILES):
                 group.create_task(receive(batch))
 
     def _disk_of(self, transfer: StagedTransfer) -> LocalStore | None:
@@ -347,15 +348,23 @@ def _unstage(jobs: list[Job]) -> None:
 def _receive_in_thread(
     batch: list[Job], results: dict[int, Result], *, stop: threading.Event
 ) -> None:
-    """Verify and commit each file of the batch (without a directory fsync each), then
-    fsync each directory that received a file, once. ``results`` fills as it goes; when
+    """Verify each file of the batch, make the verified bytes durable at once
+    (``sync_files``: one syncfs for the batch), commit each (without a directory fsync
+    each), then fsync each directory that received a file, once. ``results`` fills as it goes; when
     ``stop`` or an error ends the loop early, what is committed by then is synced too and
     left in ``results`` to be recorded."""
     try:
-        for job in batch:
-            results[job.transfer.id] = _commit(job, _verify(job, stop), stop)
+        checks = [(job, _verify(job, stop)) for job in batch]
+        sync_files(_staged_paths(checks))
+        for job, check in checks:
+            results[job.transfer.id] = _commit(job, check, stop)
     finally:
         _sync_directories(results)
+
+
+def _staged_paths(checks: list[tuple[Job, Verified | Rejected]]) -> list[Path]:
+    """The staged files of the verified checks (not those already at their target)."""
+    return [c.staged for _, c in checks if isinstance(c, Verified) and c.staged is not None]
 
 
 def _commit(job: Job, check: Verified | Rejected, stop: threading.Event) -> Result:
@@ -367,7 +376,7 @@ def _commit(job: Job, check: Verified | Rejected, stop: threading.Event) -> Resu
         return Committed(check.digest, check.target)
     staged, name = check.staged, job.transfer.store_path or ""
     try:
-        path = job.disk.commit_sync(staged, name, check.digest, stop)
+        path = job.disk.commit_sync(staged, name, check.digest, stop, sync_data=False)
     except StoreUnavailableError:
         raise
     except FileNotFoundError:  # another run committed it meanwhile: check what it left

@@ -169,7 +169,8 @@ async def test_a_spent_budget_leaves_the_rest_staged_for_the_next_run(
     pair: tuple[Librarian, Librarian],
 ) -> None:
     source, destination = pair
-    contents = {f"t{n}.dat": os.urandom(600 * 1024) for n in range(6)}  # one file a batch
+    size = receive_clone.BATCH_BYTES * 5 // 8  # one file a batch
+    contents = {f"t{n}.dat": os.urandom(size) for n in range(6)}
     sent = await stage_files(source, destination, contents)
     area = destination.store.store_path
     destination.app.monotonic = lambda: 10.0 * files_below(area)  # 10 s per file received
@@ -179,9 +180,9 @@ async def test_a_spent_budget_leaves_the_rest_staged_for_the_next_run(
     destination.app.monotonic = lambda: 0.0
     statuses = [row.status for row in await incoming(destination.app, sent)]
     assert statuses == [S.COMPLETED] + [S.STAGED] * 5
-    assert cut.report.counts == counts(received=1, bytes=600 * 1024, callbacks_pending=1)
+    assert cut.report.counts == counts(received=1, bytes=size, callbacks_pending=1)
     rest = await receive(destination.app)
-    assert rest.report.counts == counts(received=5, bytes=5 * 600 * 1024, callbacks_sent=6)
+    assert rest.report.counts == counts(received=5, bytes=5 * size, callbacks_sent=6)
     assert [row.status for row in await incoming(destination.app, sent)] == [S.COMPLETED] * 6
     assert len(await rows(destination.app, Instance)) == 6
 
@@ -727,7 +728,8 @@ async def test_callbacks_of_earlier_runs_go_first_so_a_backlog_cannot_starve_the
     await set_peer_port(destination.app, "source", source.port)
     async with destination.app.sessions.begin() as session:
         await session.execute(update(IncomingTransfer).values(next_callback_at=None))
-    backlog = {f"backlog{n}.dat": os.urandom(600 * 1024) for n in range(3)}
+    size = receive_clone.BATCH_BYTES * 5 // 8  # one file a batch
+    backlog = {f"backlog{n}.dat": os.urandom(size) for n in range(3)}
     await stage_files(source, destination, backlog)
     area, baseline = destination.store.store_path, files_below(destination.store.store_path)
     destination.app.monotonic = lambda: 10.0 * (files_below(area) - baseline)

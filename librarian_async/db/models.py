@@ -166,6 +166,7 @@ class IncomingTransfer(Base):
         Index(None, "status", "start_time"),
         Index(None, "source", "source_transfer_id"),
         Index(None, "callback_pending", "next_callback_at"),
+        Index(None, "store_path", "status"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)

@@ -145,12 +145,13 @@ async def queue_batch(
     """Add the queue item and link the outgoing transfers (our id -> the peer's) to it."""
     session.add(item)
     await session.flush()
-    for transfer_id, remote_id in remote_ids.items():
+    if remote_ids:  # one executemany UPDATE by primary key, not a statement per row
         await session.execute(
-            update(OutgoingTransfer)
-            .where(OutgoingTransfer.id == transfer_id)
-            .values(remote_transfer_id=remote_id, send_queue_id=item.id)
-            .execution_options(synchronize_session=False)
+            update(OutgoingTransfer).execution_options(synchronize_session=False),
+            [
+                {"id": transfer_id, "remote_transfer_id": remote_id, "send_queue_id": item.id}
+                for transfer_id, remote_id in remote_ids.items()
+            ],
         )
     return item
 

@@ -1,4 +1,4 @@
-"""indexes for send_clone's file pages and receive_clone's due callbacks
+"""indexes for send_clone's file pages, staging checks and receive_clone's due callbacks
 
 Revision ID: 0002
 Revises: 0001
@@ -21,8 +21,13 @@ def upgrade() -> None:
         "incoming_transfers",
         ["callback_pending", "next_callback_at"],
     )
+    # clone/batch_stage checks the live transfers to each name of a batch.
+    op.create_index(
+        "ix_incoming_transfers_store_path_status", "incoming_transfers", ["store_path", "status"]
+    )
 
 
 def downgrade() -> None:
+    op.drop_index("ix_incoming_transfers_store_path_status", "incoming_transfers")
     op.drop_index("ix_incoming_transfers_callback_pending_next_callback_at", "incoming_transfers")
     op.drop_index("ix_files_create_time_name", "files")

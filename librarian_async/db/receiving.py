@@ -15,11 +15,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, func, insert, literal, or_, select, tuple_, update
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import and_, func, literal, or_, select, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from librarian_async.db.models import File, IncomingTransfer, Instance, Store
+from librarian_async.db.rows import insert_ignoring_duplicates
 from librarian_async.db.types import UTCDateTime
 from librarian_async.enums import DeletionPolicy, TransferStatus
 from librarian_async.transfer_states import can_complete
@@ -159,8 +159,8 @@ async def complete_received(
     if done:
         files = [_file_values(item, at) for item in done]
         instances = [_instance_values(item, deletion_policy, at) for item in done]
-        await _insert_ignoring_duplicates(session, File, files)
-        await _insert_ignoring_duplicates(session, Instance, instances)
+        await insert_ignoring_duplicates(session, File, files)
+        await insert_ignoring_duplicates(session, Instance, instances)
     return moved
 
 
@@ -202,21 +202,6 @@ def _instance_values(item: ReceivedFile, policy: DeletionPolicy, at: datetime) -
         "calculated_size": item.size,
         "checksum_time": at,
     }
-
-
-async def _insert_ignoring_duplicates(
-    session: AsyncSession, model: type[File] | type[Instance], rows: list[dict[str, Any]]
-) -> None:
-    """Insert the rows; one clashing with a unique constraint is skipped."""
-    dialect = session.get_bind().dialect.name
-    statement: Any
-    if dialect == "postgresql":
-        statement = postgresql.insert(model).on_conflict_do_nothing()
-    elif dialect == "sqlite":
-        statement = sqlite.insert(model).on_conflict_do_nothing()
-    else:  # pragma: no cover - only the two supported backends exist
-        statement = insert(model)
-    await session.execute(statement, rows)
 
 
 async def fail_received(

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Any, TypeVar
 
-from sqlalchemy import Select
+from sqlalchemy import Select, insert
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -32,3 +33,18 @@ def per_row(subquery: Select[Any]) -> Select[Any]:
     is always a lookup in the unique index; SQLite plans it that way anyway.
     """
     return subquery.offset(0)
+
+
+async def insert_ignoring_duplicates(
+    session: AsyncSession, model: type[Any], rows: list[dict[str, Any]]
+) -> None:
+    """Insert the rows; a row clashing with a unique constraint is skipped."""
+    dialect = session.get_bind().dialect.name
+    statement: Any
+    if dialect == "postgresql":
+        statement = postgresql.insert(model).on_conflict_do_nothing()
+    elif dialect == "sqlite":
+        statement = sqlite.insert(model).on_conflict_do_nothing()
+    else:  # pragma: no cover - only the two supported backends exist
+        statement = insert(model)
+    await session.execute(statement, rows)

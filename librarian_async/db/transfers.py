@@ -17,11 +17,11 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import func, insert, select, update
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from librarian_async.db.models import File, IncomingTransfer, OutgoingTransfer, RemoteInstance
+from librarian_async.db.rows import insert_ignoring_duplicates
 from librarian_async.enums import TransferStatus
 from librarian_async.transfer_states import FINAL, LIVE, sources_of
 
@@ -214,15 +214,7 @@ async def record_remote_instance(
         "copy_time": copy_time,
         "sender": sender,
     }
-    dialect = session.get_bind().dialect.name
-    statement: Any
-    if dialect == "postgresql":
-        statement = postgresql.insert(RemoteInstance).on_conflict_do_nothing()
-    elif dialect == "sqlite":
-        statement = sqlite.insert(RemoteInstance).on_conflict_do_nothing()
-    else:  # pragma: no cover - only the two supported backends exist
-        statement = insert(RemoteInstance)
-    await session.execute(statement.values(values))
+    await insert_ignoring_duplicates(session, RemoteInstance, [values])
 
 
 async def live_staging_paths(session: AsyncSession, paths: Collection[str]) -> set[str]:

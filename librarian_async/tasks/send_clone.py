@@ -45,6 +45,7 @@ from librarian_async.remote.client import PeerClient
 from librarian_async.remote.peers import peer_client
 from librarian_async.storage.checksum import checksums_match
 from librarian_async.tasks.base import Report, TaskContext
+from librarian_async.tasks.queued_batches import tell_peer_failed
 from librarian_async.transfer import ACCEPTED_PROVIDERS, choose_method
 from librarian_async.transfer.base import FileMove
 
@@ -256,18 +257,11 @@ class Sender:
         if set(by_source) != {row.id for row in rows}:
             reason = f"{self.peer.name} staged a different set of files than asked"
         await self._end(rows, S.FAILED, reason)
-        await self._tell_peer_failed([upload.destination_transfer_id for upload in staged.uploads])
+        await tell_peer_failed(
+            self.client, [upload.destination_transfer_id for upload in staged.uploads]
+        )
         self.report.problem(f"send_clone: {reason}")
         raise StopSending
-
-    async def _tell_peer_failed(self, destination_ids: list[int]) -> None:
-        request = wire.CheckinUpdateRequest(
-            destination_transfer_ids=destination_ids, new_status=S.FAILED
-        )
-        try:
-            await self.client.checkin_update(request)
-        except PeerError as error:
-            log.warning("send_clone: could not tell %s to unstage: %s", self.peer.name, error)
 
     async def _refused(
         self, rows: list[OutgoingTransfer], refused: PeerRefusedError

@@ -244,6 +244,16 @@ RUN_TIME = re.compile(r": \w+ in ([\d.]+)s")
 STATS = re.compile(r"stats: loop_lag_max_ms=([\d.]+) peak_rss_mib=([\d.]+)")
 
 
+def profiler(name: str) -> list[str]:
+    """``py-spy record`` in front of the command when BENCH_PROFILE names a folder (the
+    collapsed stacks land there; timings are then not comparable)."""
+    folder = os.environ.get("BENCH_PROFILE")
+    if not folder:
+        return []
+    output = Path(folder) / f"{name}.txt"
+    return ["py-spy", "record", "--format", "raw", "--rate", "200", "-o", str(output), "--"]
+
+
 def run_once(
     url: str, config: dict[str, list[dict[str, object]]], scratch: Path, concurrency: int
 ) -> tuple[float, float, float, float, str]:
@@ -263,6 +273,7 @@ def run_once(
     started = time.perf_counter()
     done = subprocess.run(
         [
+            *profiler(path.stem),
             sys.executable,
             "-m",
             "librarian_async",

@@ -44,7 +44,15 @@ import xxhash
 from librarian_async.errors import ChecksumError
 
 DEFAULT_ALGORITHM = "md5"
-CHUNK_SIZE = 4 * 1024 * 1024  # big reads: ~4% faster than 1 MiB; still ~8 ms per chunk
+CHUNK_SIZE = 64 * 1024
+"""Read, hash and write in chunks this big: the chunk stays in the CPU cache between the
+read and the hash (measured: 64 KiB reads hash 1 MiB files 18% faster than 4 MiB ones,
+557 against 473 MB/s, on par with md5sum; 256 MiB files 560-585 against 501 MB/s)."""
+WRITEBACK_BYTES = 16 * 1024 * 1024
+"""A copy starts the disk writing its bytes every this many bytes (:func:`start_writeback`)."""
+WRITEBACK_MIN_BYTES = 256 * 1024
+"""Smaller unsynced copies are left for the batch's one syncfs to write in one sweep."""
+SYNC_FILE_RANGE_WRITE = 2  # <linux/fs.h>: start writeback of dirty pages, do not wait
 SEPARATOR = ":::"
 HEX_LENGTHS = {"md5": 32, "xxh3": 32, "sha256": 64}
 
@@ -234,8 +242,11 @@ def _pump(
     stop: threading.Event | None,
     writer: BinaryIO | None = None,
 ) -> int:
-    """Read all of ``reader`` chunk by chunk into one buffer, hashing (and copying) each."""
-    size = 0
+    """Read all of ``reader`` chunk by chunk into one buffer, hashing (and copying) each.
+
+    A copy hands its written bytes to the disk every ``WRITEBACK_BYTES`` (see
+    :func:`start_writeback`), so the disk writes while we hash the next chunks."""
+    size = unflushed = 0
     while True:
         _check_stop(stop)
         count = reader.readinto(buffer) or 0
@@ -244,6 +255,11 @@ def _pump(
         hasher.update(buffer[:count])
         if writer is not None:
             writer.write(buffer[:count])
+            unflushed += count
+            if unflushed >= WRITEBACK_BYTES:
+                writer.flush()
+                start_writeback(writer.fileno())
+                unflushed = 0
         size += count
 
 
@@ -351,6 +367,8 @@ def _copy_one(
         writer.flush()
         if sync:
             os.fsync(writer.fileno())
+        elif size >= WRITEBACK_MIN_BYTES:  # the batch's sync finds it already on its way
+            start_writeback(writer.fileno())
     return FileDigest(format_checksum(alg, hasher.hexdigest()), size)
 
 
@@ -417,6 +435,29 @@ def _libc_syncfs() -> Callable[[int], int] | None:
     except (AttributeError, OSError):  # not Linux: fsync each file instead
         return None
     return function
+
+
+@functools.cache
+def _libc_sync_file_range() -> Callable[[int, int, int, int], int] | None:
+    try:
+        function = ctypes.CDLL(None, use_errno=True).sync_file_range
+    except (AttributeError, OSError):  # not Linux: the final fsync does all the work
+        return None
+    function.argtypes = (ctypes.c_int, ctypes.c_longlong, ctypes.c_longlong, ctypes.c_uint)
+    function.restype = ctypes.c_int
+    return function  # type: ignore[no-any-return]
+
+
+def start_writeback(descriptor: int) -> None:
+    """Ask the kernel to start writing this file's dirty pages now, without waiting.
+
+    Without it the kernel keeps gigabytes dirty for up to 30 s and the final fsync (or
+    syncfs) then waits for all of them while the CPU idles; started early, the disk writes
+    while the next chunks are hashed. Only a hint: durability still comes from fsync, and
+    an error here is left for that fsync to report."""
+    sync_file_range = _libc_sync_file_range()
+    if sync_file_range is not None:
+        sync_file_range(descriptor, 0, 0, SYNC_FILE_RANGE_WRITE)
 
 
 def _syncfs(directory: Path) -> bool:

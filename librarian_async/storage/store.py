@@ -22,6 +22,7 @@ import math
 import os
 import re
 import secrets
+import stat
 import tempfile
 import threading
 import time
@@ -110,13 +111,37 @@ class LocalStore:
         problem = name_problem(relative)
         if problem is not None:
             raise PathEscapeError(f"store {self.name!r}: {area_kind} path {relative!r} {problem}")
-        candidate = area.joinpath(*relative.split("/"))
+        parts = relative.split("/")
+        candidate = area.joinpath(*parts)
+        if self._plain_below(area, parts):  # no link below the area: lexically inside it
+            return candidate
         # realpath resolves every existing component, dangling links included, so a link
         # anywhere along the way that leads out of the area shows up here.
         if not _strictly_inside(Path(os.path.realpath(candidate)), self._real_area(area)):
             message = f"{area_kind} path {relative!r} leads outside {area} through a symlink"
             raise PathEscapeError(f"store {self.name!r}: {message}")
         return candidate
+
+    def _plain_below(self, area: Path, parts: list[str]) -> bool:
+        """True when no existing component of ``parts`` below ``area`` is a symlink.
+
+        One lstat per existing component (the walk stops at the first missing one): far
+        cheaper than realpath, which re-resolves the area's own components for every file.
+        A missing area is StoreUnavailableError, not a missing file."""
+        path = os.fspath(area)
+        for index, part in enumerate(parts):
+            path = os.path.join(path, part)
+            try:
+                mode = os.lstat(path).st_mode
+            except FileNotFoundError:
+                if index == 0:
+                    self._real_area(area)
+                return True
+            except NotADirectoryError:
+                return True  # the caller's open or create then fails with a clear error
+            if stat.S_ISLNK(mode):
+                return False
+        return True
 
     def _real_area(self, area: Path) -> Path:
         try:

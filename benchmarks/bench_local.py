@@ -245,13 +245,17 @@ STATS = re.compile(r"stats: loop_lag_max_ms=([\d.]+) peak_rss_mib=([\d.]+)")
 
 
 def profiler(name: str) -> list[str]:
-    """``py-spy record`` in front of the command when BENCH_PROFILE names a folder (the
-    collapsed stacks land there; timings are then not comparable)."""
+    """The interpreter to run, behind ``py-spy record`` when BENCH_PROFILE names a folder
+    (collapsed stacks land there; with BENCH_PROFILER=cprofile, cProfile's output of the
+    event loop's thread); profiled timings are not comparable."""
     folder = os.environ.get("BENCH_PROFILE")
     if not folder:
-        return []
+        return [sys.executable]
+    if os.environ.get("BENCH_PROFILER") == "cprofile":  # the event loop's thread only
+        return [sys.executable, "-m", "cProfile", "-o", str(Path(folder) / f"{name}.prof")]
     output = Path(folder) / f"{name}.txt"
-    return ["py-spy", "record", "--format", "raw", "--rate", "200", "-o", str(output), "--"]
+    command = ["py-spy", "record", "--format", "raw", "--rate", "200", "-o", str(output), "--"]
+    return [*command, sys.executable]
 
 
 def run_once(
@@ -274,7 +278,6 @@ def run_once(
     done = subprocess.run(
         [
             *profiler(path.stem),
-            sys.executable,
             "-m",
             "librarian_async",
             "run",

@@ -100,7 +100,7 @@ class Instance(Base):
     __tablename__ = "instances"
     __table_args__ = (
         UniqueConstraint("store_id", "file_name"),
-        Index(None, "store_id", "created_time"),
+        Index(None, "store_id", "created_time", "id"),  # keyset pages (migration 0003)
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)

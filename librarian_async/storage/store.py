@@ -378,8 +378,9 @@ class LocalStore:
         there is adopted). The caller fsyncs the directory before recording the file."""
         try:
             self._install_sync(temporary, target, digest, sync_directory=False)
-        finally:
+        except BaseException:
             remove_file_or_tree(temporary)
+            raise
 
     def _install_sync(
         self, ready: Path, target: Path, expected: FileDigest, sync_directory: bool
@@ -544,10 +545,7 @@ def _move_without_clobbering(
     Files use link + unlink, which fails atomically if ``target`` exists. Directories (and
     filesystems without hard links) check first, then rename: a tiny race we accept.
     """
-    if ready.is_dir():
-        _rename_if_absent(ready, target)
-    else:
-        _link_then_unlink(ready, target)
+    _link_then_unlink(ready, target)  # a directory cannot be linked (EPERM): renamed instead
     if sync_directory:
         fsync_directory(target.parent)
 

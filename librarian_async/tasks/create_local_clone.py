@@ -199,18 +199,25 @@ class Cloner:
             await asyncio.shield(self._await_recording())
 
     async def _page_loop(self) -> None:
+        """The next page's candidates are read while this page's files are copied."""
         created_after = self.task.app.now() - timedelta(days=self.params.age_in_days)
         remaining, after = self.params.files_per_run, (created_after, 0)
-        while remaining > 0 and not self.task.budget.spent():
-            limit = min(PAGE_SIZE, remaining)
-            fetched = await self._candidates(created_after, after, limit)
-            page = _cut_by_bytes(fetched, PAGE_BYTES)
-            if not page or not await self._clone_page(page):
-                return
-            if len(page) == len(fetched) < limit:  # the window has no more candidates
-                return
-            remaining -= len(page)
-            after = (page[-1][0].created_time, page[-1][0].id)
+        limit = min(PAGE_SIZE, remaining)
+        fetching = asyncio.ensure_future(self._candidates(created_after, after, limit))
+        try:
+            while not self.task.budget.spent():
+                fetched = await fetching
+                page = _cut_by_bytes(fetched, PAGE_BYTES)
+                ended = len(page) == len(fetched) < limit  # the window has no more candidates
+                remaining -= len(page)
+                if page and not ended and remaining > 0:
+                    after = (page[-1][0].created_time, page[-1][0].id)
+                    limit = min(PAGE_SIZE, remaining)
+                    fetching = asyncio.ensure_future(self._candidates(created_after, after, limit))
+                if not page or not await self._clone_page(page) or ended or remaining <= 0:
+                    return
+        finally:
+            await _discard_task(fetching)
 
     async def _await_recording(self) -> None:
         if self.recording is not None:
@@ -406,6 +413,14 @@ def _failure_reason(job: Job, outcome: Outcome) -> str:
     if outcome.kind == "missing":
         return f"source missing: {job.instance.path}"
     return outcome.detail
+
+
+async def _discard_task(task: asyncio.Future[Page]) -> None:
+    """Cancel a prefetch nobody needs any more and wait for it to end, quietly."""
+    task.cancel()
+    await asyncio.wait([task])
+    if not task.cancelled():
+        task.exception()  # retrieved, so that asyncio does not log it as forgotten
 
 
 def _cut_by_bytes(page: Page, limit: int) -> Page:

@@ -254,7 +254,8 @@ def profiler(name: str) -> list[str]:
     if os.environ.get("BENCH_PROFILER") == "cprofile":  # the event loop's thread only
         return [sys.executable, "-m", "cProfile", "-o", str(Path(folder) / f"{name}.prof")]
     output = Path(folder) / f"{name}.txt"
-    command = ["py-spy", "record", "--format", "raw", "--rate", "200", "-o", str(output), "--"]
+    command = ["py-spy", "record", "--format", "raw", "--rate", "200", "-o", str(output)]
+    command += os.environ.get("BENCH_PYSPY_FLAGS", "").split() + ["--"]
     return [*command, sys.executable]
 
 
@@ -274,6 +275,7 @@ def run_once(
         "LIBRARIAN_HOME": str(scratch),
         "LIBRARIAN_LOG_LEVEL": "WARNING",
     }
+    os.sync()  # (untimed) the previous measurement's writes must not slow this one
     started = time.perf_counter()
     done = subprocess.run(
         [

@@ -255,7 +255,7 @@ def profiler(name: str) -> list[str]:
         return [sys.executable, "-m", "cProfile", "-o", str(Path(folder) / f"{name}.prof")]
     output = Path(folder) / f"{name}.txt"
     command = ["py-spy", "record", "--format", "raw", "--rate", "200", "-o", str(output)]
-    command += os.environ.get("BENCH_PYSPY_FLAGS", "").split() + ["--"]
+    command += [*os.environ.get("BENCH_PYSPY_FLAGS", "").split(), "--"]
     return [*command, sys.executable]
 
 

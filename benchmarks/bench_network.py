@@ -14,8 +14,11 @@ tests/librarians.py (user ``source`` READAPPEND at the destination, user ``desti
 CALLBACK at the source, peer credentials Fernet-encrypted). Both run as real ``serve``
 processes on free loopback ports, without background tasks.
 
-Timed: the seed's inter-librarian pipeline as separate ``run --once --stats --only NAME``
-processes, in order: "Clone sender", "Queue consumer", "Queue checker" at the source, then
+Timed: the seed's inter-librarian pipeline, stage after stage without a pause, in one warm
+process per librarian (benchmarks/stage_worker.py: each stage runs exactly as ``run --once
+--stats --only NAME`` runs it, but without an interpreter start-up per stage, as in a
+long-running ``serve``; ``--processes`` runs each stage as its own ``run --once`` process
+instead), in order: "Clone sender", "Queue consumer", "Queue checker" at the source, then
 "Clone receiver" at the destination (examples/inter-librarian-*.json with the soft timeouts
 removed, ``send_batch_size`` from --batch-sizes and ``files_per_run`` = the file count).
 Whole rounds are repeated until every transfer is COMPLETED on both sides. Next to each case,
@@ -292,27 +295,82 @@ class StageRun:
     problems: list[str]
 
 
-def run_stage(peer: Peer, config: Path, task: str, round_number: int) -> StageRun:
-    """Time one ``run --once --stats --only TASK`` process of ``peer``."""
-    command = [sys.executable, "-m", "librarian_async", "run", "--once", "--stats"]
-    command += ["--config", str(config), "--only", task]
+class StageWorker:
+    """A warm process of one librarian (benchmarks/stage_worker.py) running stages on
+    demand, as a long-running ``serve`` would: no start-up per stage, no idle gap."""
+
+    def __init__(self, peer: Peer, config: Path) -> None:
+        command = [sys.executable, str(Path(__file__).parent / "stage_worker.py"), str(config)]
+        self.process = subprocess.Popen(
+            command,
+            env=peer.env(),
+            cwd=peer.home,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        if self._read_until("READY") is None:
+            raise RuntimeError(f"stage worker of {peer.name} did not start")
+
+    def run(self, task: str) -> tuple[str, int]:
+        """Run one entry; its output and exit code as ``run --once`` would give them."""
+        assert self.process.stdin is not None
+        self.process.stdin.write(f"{task}\n")
+        self.process.stdin.flush()
+        output = self._read_until("END")
+        if output is None:
+            return f"stage worker died (exit {self.process.wait()})", 2
+        code = re.search(r"^exit=(\d+)$", output, re.MULTILINE)
+        return output, int(code.group(1)) if code else 2
+
+    def _read_until(self, marker: str) -> str | None:
+        assert self.process.stdout is not None
+        lines = []
+        for line in self.process.stdout:
+            if line.rstrip("\n") == marker:
+                return "".join(lines)
+            lines.append(line)
+        return None
+
+    def stop(self) -> None:
+        if self.process.stdin is not None:
+            self.process.stdin.close()
+        try:
+            self.process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+
+def run_stage(
+    peer: Peer, config: Path, task: str, round_number: int, worker: StageWorker | None
+) -> StageRun:
+    """Time one stage: in ``worker`` (warm), else as a ``run --once --stats --only TASK``
+    process of ``peer`` (start-up included)."""
     started = time.perf_counter()
-    done = subprocess.run(command, env=peer.env(), cwd=peer.home, capture_output=True, text=True)
+    if worker is not None:
+        stdout, code = worker.run(task)
+        stderr = ""
+    else:
+        command = [sys.executable, "-m", "librarian_async", "run", "--once", "--stats"]
+        command += ["--config", str(config), "--only", task]
+        done = subprocess.run(
+            command, env=peer.env(), cwd=peer.home, capture_output=True, text=True
+        )
+        stdout, stderr, code = done.stdout, done.stderr, done.returncode
     seconds = time.perf_counter() - started
-    stats = bench_local.STATS.search(done.stdout)
+    stats = bench_local.STATS.search(stdout)
     lag, rss = (float(stats.group(1)), float(stats.group(2))) if stats else (-1.0, -1.0)
-    lines = done.stdout.splitlines()
+    lines = stdout.splitlines()
     index = next((i for i, line in enumerate(lines) if line.startswith(f"{task}:")), None)
     if index is None:
-        summary, problems = f"no result line: {done.stderr.strip()[-300:]}", []
+        summary, problems = f"no result line: {(stderr or stdout).strip()[-300:]}", []
     else:
         summary = lines[index][len(task) + 2 :]
         problems = [line.strip() for line in lines[index + 1 :] if line.startswith("  ")]
     ran = bench_local.RUN_TIME.search(lines[index]) if index is not None else None
     run_seconds = float(ran.group(1)) if ran else seconds
-    return StageRun(
-        round_number, task, seconds, run_seconds, lag, rss, done.returncode, summary, problems
-    )
+    return StageRun(round_number, task, seconds, run_seconds, lag, rss, code, summary, problems)
 
 
 def flush_dirty_pages() -> None:
@@ -524,15 +582,17 @@ HEADER = (
     f"{'RSS MB':>6} {'lag ms':>6} {'serve RSS':>11} {'s>d rq':>6} {'d>s rq':>6} outcome"
 )
 LEGEND = (
-    "send/consum/check/recv s: the run --once processes of each stage (start-up included, "
-    "summed over rounds); total s, files/s, MB/s, ratio: the whole pipeline of processes; "
-    "rsync: rsync -a of the same files (MB/s); ratio = our MB/s / rsync's; run MB/s, run r: "
-    "the tasks' runs alone (no process start-up); btch: send-queue batches "
+    "send/consum/check/recv s: each stage as the benchmark waited for it (summed over "
+    "rounds), in a warm worker per librarian (with --processes: a run --once process, "
+    "start-up included); total s, files/s, MB/s, ratio: the whole pipeline, stage after "
+    "stage; rsync: rsync -a of the same files (MB/s); ratio = our MB/s / rsync's; run MB/s, "
+    "run r: the tasks' runs alone, as the scheduler timed them; btch: send-queue batches "
     "(ceil(files/batch)); rd: rounds until all COMPLETED; RSS MB, lag ms: the worst peak "
-    "memory (MiB) and event-loop lateness of the run processes; serve RSS: peak MiB of the "
-    "source/destination serve processes; s>d rq: requests of the source to the destination, "
-    "inferred (ping/logged per sender run, 3 per batch, http uploads); d>s rq: requests of "
-    "the destination to the source (callbacks), counted with --count-requests."
+    "memory (MiB) and event-loop lateness of the stage processes; serve RSS: peak MiB of "
+    "the source/destination serve processes; s>d rq: requests of the source to the "
+    "destination, inferred (ping/logged per sender run, 3 per batch, http uploads); d>s "
+    "rq: requests of the destination to the source (callbacks), counted with "
+    "--count-requests."
 )
 
 
@@ -554,6 +614,7 @@ def bench_case(args: argparse.Namespace, case: Case, sums: dict[str, str], stamp
     asyncio.run(prepare_destination(destination, source, case.method))
     source_config, destination_config = write_configs(folder, case.batch, case.files)
     configs = {SOURCE: (source, source_config), DESTINATION: (destination, destination_config)}
+    workers: dict[str, StageWorker] = {}
     try:
         for peer in (source, destination):
             peer.start()
@@ -564,10 +625,12 @@ def bench_case(args: argparse.Namespace, case: Case, sums: dict[str, str], stamp
         warm_files(data, listing)
         flush_dirty_pages()
         state = asyncio.run(pipeline_state(source, destination))
+        if not args.processes:
+            workers = {side: StageWorker(*configs[side]) for side in configs}
         for round_number in range(1, MAX_ROUNDS + 1):
             for side, task in STAGES:
                 peer, config = configs[side]
-                stage = run_stage(peer, config, task, round_number)
+                stage = run_stage(peer, config, task, round_number, workers.get(side))
                 case.stages.append(stage)
                 print(f"  {case.label} round {round_number} {task}: {stage.seconds:.2f}s "
                       f"{stage.summary}", flush=True)  # fmt: skip
@@ -580,6 +643,8 @@ def bench_case(args: argparse.Namespace, case: Case, sums: dict[str, str], stamp
         if case.rounds > 1:
             print(f"  {case.label}: needed {case.rounds} rounds")
     finally:
+        for worker in workers.values():
+            worker.stop()
         for peer in (source, destination):
             peer.stop()
         case.serve_rss = (source.serve_rss_mib, destination.serve_rss_mib)
@@ -636,6 +701,12 @@ def main() -> None:
         help="serve at LIBRARIAN_LOG_LEVEL=INFO and count the requests in the access logs",
     )
     parser.add_argument("--keep", action="store_true", help="keep scratch folders and databases")
+    parser.add_argument(
+        "--processes",
+        action="store_true",
+        help="run each stage as its own run --once process (start-up included) instead of "
+        "in a warm worker per librarian",
+    )
     args = parser.parse_args()
     args.data.mkdir(parents=True, exist_ok=True)
     stamp = f"{datetime.now(UTC):%m%d%H%M%S}"

@@ -53,6 +53,7 @@ from librarian_async.storage.checksum import (
     parse_checksum,
     remove_file_or_tree,
     run_interruptible,
+    start_writeback,
 )
 from librarian_async.storage.store import LocalStore, temporary_sibling
 
@@ -326,6 +327,8 @@ class StagingFile:
 
         A mismatch also removes what an earlier attempt left at the staging name.
         """
+        self._file.flush()
+        start_writeback(self._file.fileno())  # receive_clone's fsync then finds it written
         self._file.close()
         found = format_checksum(self.target.algorithm, self._hasher.hexdigest())
         if checksums_match(found, self.target.checksum):

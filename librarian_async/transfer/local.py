@@ -6,7 +6,8 @@ its staging location while being hashed, checked against its checksum (a corrupt
 ours must not reach the peer as if it were good), then renamed over the target, so a staging
 location holds either nothing new or a whole checked file. Many small files are copied per
 worker-thread hop: one hop per 4 KiB file would cost more than the copy. No fsync: the
-receiver verifies the staged bytes and fsyncs when it commits them to its store.
+receiver verifies the staged bytes and fsyncs when it commits them to its store; each copy
+only starts its writeback, so the disk writes while the next files are copied.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from librarian_async.storage.checksum import (
     parse_checksum,
     remove_file_or_tree,
     run_interruptible,
+    start_writeback,
     thread_buffer,
 )
 from librarian_async.storage.store import temporary_sibling
@@ -105,6 +107,8 @@ def copy_file_unsynced(
                 raise Interrupted
             count = reader.readinto(buffer) or 0
             if count == 0:
+                writer.flush()
+                start_writeback(writer.fileno())  # the receiver's fsync will find it done
                 return FileDigest(format_checksum(algorithm, hasher.hexdigest()), size)
             hasher.update(buffer[:count])
             writer.write(buffer[:count])

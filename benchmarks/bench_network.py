@@ -123,7 +123,7 @@ class Peer:
     def start(self) -> None:
         with self.log.open("ab") as log:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "librarian_async", "serve"],
+                [*bench_local.profiler(f"serve-{self.name}"), "-m", "librarian_async", "serve"],
                 env=self.env(self.log_level),
                 cwd=self.home,
                 stdin=subprocess.DEVNULL,
@@ -158,7 +158,9 @@ class Peer:
         if self.process is None:
             return
         self.serve_rss_mib = peak_rss_mib(self.process.pid)
-        self.process.send_signal(signal.SIGTERM)
+        # py-spy (BENCH_PROFILE) writes its profile on SIGINT, and passes it on
+        profiled = bool(os.environ.get("BENCH_PROFILE"))
+        self.process.send_signal(signal.SIGINT if profiled else signal.SIGTERM)
         try:
             self.process.wait(timeout=40)
         except subprocess.TimeoutExpired:
@@ -300,7 +302,8 @@ class StageWorker:
     demand, as a long-running ``serve`` would: no start-up per stage, no idle gap."""
 
     def __init__(self, peer: Peer, config: Path) -> None:
-        command = [sys.executable, str(Path(__file__).parent / "stage_worker.py"), str(config)]
+        profiler = bench_local.profiler(f"{peer.name}-{peer.port}")
+        command = [*profiler, str(Path(__file__).parent / "stage_worker.py"), str(config)]
         self.process = subprocess.Popen(
             command,
             env=peer.env(),

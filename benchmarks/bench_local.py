@@ -11,7 +11,9 @@ large tree in the middle of a measurement (this file system is slow to create fi
 after mass deletions). Each measurement is a whole ``run --once`` process of one task
 entry, timed from outside, with the files in the page cache (warmed first, as are the
 reference tools). Limits measured on the same files: ``md5sum`` in one process and with
-``xargs -P2``; for the clone, ``cp`` followed by ``md5sum`` of the copy (two passes).
+``xargs -P2``; for the clone, ``cp`` and ``sync`` followed by ``md5sum`` of the copy (two
+passes), and the disk's durable write speed (``dd conv=fsync`` of as many bytes): a clone
+must make its copies durable, so it can never beat that disk, however fast it hashes.
 Clone destinations are fresh folders; they are removed only after all measurements.
 """
 
@@ -146,6 +148,17 @@ def clone_limit(folder: Path, scratch: Path) -> float:
         f"cp -r {folder} {target} && sync -f {target} && "
         f"find {target} -type f -print0 | xargs -0 -n 1000 md5sum"
     )
+
+
+def disk_write_limit(scratch: Path, size: int) -> float:
+    """Seconds for ``dd`` to write ``size`` bytes to one new file and fsync it: what the
+    disk can make durable, the ceiling of any clone, whatever it hashes."""
+    target = scratch / f"dd-{uuid.uuid4().hex[:8]}"
+    megabytes = max(1, size // MIB)
+    try:
+        return timed(f"dd if=/dev/zero of={target} bs=1M count={megabytes} conv=fsync 2>/dev/null")
+    finally:
+        target.unlink(missing_ok=True)
 
 
 async def pg_admin(sql: str) -> None:
@@ -348,7 +361,7 @@ async def bench_backend(
         await add_clone_store(url, f"clone-{name}", scratch / f"clone-{name}")
         entry = clone_entry(name, f"clone-{name}", count)
         timing = run_once(url, entry, scratch, args.clone_workers)
-        for limit_name in ("md5sum", "cp+md5sum"):
+        for limit_name in ("md5sum", "cp+md5sum", "disk write"):
             limit = limits[name][limit_name]
             task = "create_local_clone"
             results.append(Measurement(task, backend, name, count, limit_name, limit, *timing))
@@ -379,6 +392,8 @@ def main() -> None:
         warm_cache(args.data / name)
         limits[name] = md5sum_limits(args.data / name)
         limits[name]["cp+md5sum"] = clone_limit(args.data / name, args.scratch)
+        count, size = SETS[name]
+        limits[name]["disk write"] = disk_write_limit(args.scratch, count * size)
     results: list[Measurement] = []
     for backend in args.backends.split(","):
         results += asyncio.run(bench_backend(backend, args, sets, limits))

@@ -191,11 +191,10 @@ class LocalStore:
 
     def remove_staging_dir(self, path: Path) -> None:
         """Delete a staging directory (or file); refuses anything outside staging."""
-        real_staging = self._real_area(self.staging_path)
         if not path.is_absolute() or ".." in path.parts or path.name == "":
             raise PathEscapeError(f"store {self.name!r}: refusing to remove {str(path)!r}")
-        real = Path(os.path.realpath(path.parent)) / path.name  # the link itself, not its target
-        if not _strictly_inside(real, real_staging):
+        real = self._real_in_staging(path)
+        if real is None:
             message = f"refusing to remove {path}: not inside staging area {self.staging_path}"
             raise PathEscapeError(f"store {self.name!r}: {message}")
         try:
@@ -204,6 +203,21 @@ class LocalStore:
             pass
         except OSError:  # not empty, not a directory, or a symlink
             remove_file_or_tree(real)
+
+    def _real_in_staging(self, path: Path) -> Path | None:
+        """``path`` with its parent resolved (the last component, a link or not, is itself),
+        if that lies strictly inside the staging area; else None. A path written below the
+        staging area without a symlink among its parents is inside as it is (no realpath)."""
+        if path.parent.is_relative_to(self.staging_path):
+            parents = list(path.parent.relative_to(self.staging_path).parts)
+            if parents:
+                plain = self._plain_below(self.staging_path, parents)
+            else:  # a direct child: only the area itself must be there
+                plain = self.staging_path.is_dir()
+            if plain:
+                return path
+        real = Path(os.path.realpath(path.parent)) / path.name  # the link itself, not its target
+        return real if _strictly_inside(real, self._real_area(self.staging_path)) else None
 
     # --- commit -----------------------------------------------------------------------------
 

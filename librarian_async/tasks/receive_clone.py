@@ -338,7 +338,7 @@ def _unstage(jobs: list[Job]) -> None:
         if job.disk is None or directory is None:
             continue
         try:
-            job.disk.remove_staging_dir(Path(directory))
+            job.disk.remove_staging_dir(Path(directory), job.transfer.upload_name)
         except (LibrarianError, OSError) as error:
             log.warning(
                 "transfer %d: staging %s not removed: %s", job.transfer.id, directory, error

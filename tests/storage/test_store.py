@@ -206,6 +206,28 @@ def test_remove_staging_dir_is_idempotent(store: LocalStore) -> None:
     store.remove_staging_dir(directory)
 
 
+@pytest.mark.parametrize(
+    ("inner", "left_inside"),
+    [
+        ("a/b/f", []),  # only the emptied parents of the committed file remain
+        ("a/b/f", ["a/other"]),  # something else too: the whole tree goes
+        ("a/../../x", ["a/b"]),  # a bad inner name is not followed
+        ("gone/f", ["a"]),  # parents that are not there
+    ],
+)
+def test_remove_staging_dir_with_the_committed_upload_name(
+    store: LocalStore, inner: str, left_inside: list[str]
+) -> None:
+    directory = store.make_staging_dir("t")
+    if "/" in inner and ".." not in inner:
+        (directory / inner).parent.mkdir(parents=True, exist_ok=True)
+    for name in left_inside:
+        (directory / name).mkdir(parents=True, exist_ok=True)
+    store.remove_staging_dir(directory, inner)
+    assert not directory.exists()
+    assert store.staging_path.is_dir()
+
+
 @pytest.mark.parametrize("pick", ["outside", "staging", "dotdot", "relative", "store"])
 def test_remove_staging_dir_refuses_outside_paths(
     store: LocalStore, outside: Path, pick: str

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, TypeVar
 
 from sqlalchemy import Select, Table, insert
@@ -30,6 +31,24 @@ def table_of(model: type[Any]) -> Table:
     table = model.__table__
     assert isinstance(table, Table)
     return table
+
+
+async def insert_with_ids(
+    session: AsyncSession, model: type[Row], values: list[dict[str, Any]], key: str
+) -> list[Row]:
+    """Insert ``values`` as rows of ``model`` with one multi-row Core INSERT ... RETURNING
+    and return them as (transient) model objects with their ids, in the given order.
+
+    ``key`` must tell the rows apart (the ids come back matched by it: asking the
+    database for them in parameter order costs ~10x on SQLite). For pages of new rows
+    whose ids are needed at once: the ORM's flush costs several times more per row."""
+    table = table_of(model)
+    statement = insert(table).returning(table.c[key], table.c.id)
+    ids: dict[Any, int] = dict((await session.execute(statement, values)).all()) if values else {}
+    if len(ids) != len(values):
+        raise ValueError(f"insert_with_ids: {key!r} does not tell the rows apart")
+    make: Callable[..., Row] = model
+    return [make(id=ids[row[key]], **row) for row in values]
 
 
 def per_row(subquery: Select[Any]) -> Select[Any]:

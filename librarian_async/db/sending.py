@@ -22,7 +22,7 @@ from librarian_async.db.models import (
     SendQueueItem,
     Store,
 )
-from librarian_async.db.rows import per_row
+from librarian_async.db.rows import insert_with_ids, per_row
 from librarian_async.db.types import UTCDateTime
 from librarian_async.enums import TransferStatus
 from librarian_async.transfer_states import LIVE
@@ -120,21 +120,19 @@ async def add_outgoing(
     session: AsyncSession, candidates: Sequence[SendCandidate], destination: str, now: datetime
 ) -> list[OutgoingTransfer]:
     """INITIATED outgoing transfers for these files, in order, with their ids."""
-    rows = [
-        OutgoingTransfer(
-            status=S.INITIATED,
-            destination=destination,
-            file_name=candidate.file_name,
-            instance_id=candidate.instance_id,
-            transfer_size=candidate.size,
-            transfer_checksum=candidate.checksum,
-            start_time=now,
-        )
-        for candidate in candidates
+    values = [
+        {
+            "status": S.INITIATED,
+            "destination": destination,
+            "file_name": candidate.file_name,
+            "instance_id": candidate.instance_id,
+            "transfer_size": candidate.size,
+            "transfer_checksum": candidate.checksum,
+            "start_time": now,
+        }
+        for candidate in candidates  # distinct files: the file name tells the rows apart
     ]
-    session.add_all(rows)
-    await session.flush()
-    return rows
+    return await insert_with_ids(session, OutgoingTransfer, values, "file_name")
 
 
 async def queue_batch(

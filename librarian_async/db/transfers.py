@@ -21,7 +21,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from librarian_async.db.models import File, IncomingTransfer, OutgoingTransfer, RemoteInstance
-from librarian_async.db.rows import insert_ignoring_duplicates
+from librarian_async.db.rows import insert_ignoring_duplicates, insert_with_ids
 from librarian_async.enums import TransferStatus
 from librarian_async.transfer_states import FINAL, LIVE, sources_of
 
@@ -115,14 +115,12 @@ async def outgoing_by_ids(
 async def add_incoming(
     session: AsyncSession, new: Sequence[NewIncoming], *, started_at: datetime
 ) -> list[IncomingTransfer]:
-    """Insert INITIATED incoming transfers, in the given order, with their ids."""
-    rows = [
-        IncomingTransfer(status=TransferStatus.INITIATED, start_time=started_at, **vars(item))
-        for item in new
+    """Insert INITIATED incoming transfers, in the given order, with their ids (a batch
+    names each destination file once: stage_rules refuses repeats)."""
+    values = [
+        {"status": TransferStatus.INITIATED, "start_time": started_at, **vars(item)} for item in new
     ]
-    session.add_all(rows)
-    await session.flush()
-    return rows
+    return await insert_with_ids(session, IncomingTransfer, values, "store_path")
 
 
 async def move_incoming(

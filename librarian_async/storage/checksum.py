@@ -37,7 +37,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, Protocol, TypeVar
+from typing import Any, BinaryIO, Protocol, TypeVar
 
 import xxhash
 
@@ -421,30 +421,34 @@ def sync_files(paths: Sequence[Path]) -> None:
     if len(paths) > 1 and _syncfs(paths[0].parent):
         return
     for path in paths:
-        descriptor = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
-        try:
-            os.fsync(descriptor)
-        finally:
-            os.close(descriptor)
+        fsync_file(path)
+
+
+def fsync_file(path: Path) -> None:
+    """Make one file's bytes durable (never follows a symlink, never blocks on a FIFO)."""
+    descriptor = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
 
 
 @functools.cache
-def _libc_syncfs() -> Callable[[int], int] | None:
+def _libc_function(name: str) -> Any | None:
+    """A C library function by name, None where it does not exist (not Linux): callers
+    then fall back to fsync."""
     try:
-        function: Callable[[int], int] = ctypes.CDLL(None, use_errno=True).syncfs
-    except (AttributeError, OSError):  # not Linux: fsync each file instead
+        return getattr(ctypes.CDLL(None, use_errno=True), name)
+    except (AttributeError, OSError):
         return None
-    return function
 
 
 @functools.cache
-def _libc_sync_file_range() -> Callable[[int, int, int, int], int] | None:
-    try:
-        function = ctypes.CDLL(None, use_errno=True).sync_file_range
-    except (AttributeError, OSError):  # not Linux: the final fsync does all the work
-        return None
-    function.argtypes = (ctypes.c_int, ctypes.c_longlong, ctypes.c_longlong, ctypes.c_uint)
-    function.restype = ctypes.c_int
+def _libc_sync_file_range() -> Any | None:
+    function = _libc_function("sync_file_range")
+    if function is not None:
+        function.argtypes = (ctypes.c_int, ctypes.c_longlong, ctypes.c_longlong, ctypes.c_uint)
+        function.restype = ctypes.c_int
     return function
 
 
@@ -462,7 +466,7 @@ def start_writeback(descriptor: int) -> None:
 
 def _syncfs(directory: Path) -> bool:
     """Flush the filesystem holding ``directory``; False when syncfs is not available."""
-    syncfs = _libc_syncfs()
+    syncfs = _libc_function("syncfs")
     if syncfs is None:
         return False
     descriptor = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)

@@ -47,6 +47,7 @@ from librarian_async.storage.checksum import (
     copy_and_hash,
     copy_and_hash_sync,
     fsync_directory,
+    fsync_file,
     hash_file,
     hash_file_sync,
     parse_checksum,
@@ -553,17 +554,9 @@ def _sync_data(path: Path, *, stop: threading.Event | None = None) -> None:
     if path.is_dir():
         for directory, _, files in os.walk(path):
             for name in files:
-                _fsync_path(Path(directory, name))
+                fsync_file(Path(directory, name))
         return
-    _fsync_path(path)
-
-
-def _fsync_path(path: Path) -> None:
-    descriptor = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
-    try:
-        os.fsync(descriptor)
-    finally:
-        os.close(descriptor)
+    fsync_file(path)
 
 
 def _discard(path: Path, *, stop: threading.Event) -> None:
@@ -576,8 +569,9 @@ def _move_without_clobbering(
 ) -> None:
     """Rename ``ready`` to ``target`` unless it exists (FileExistsError); fsync the directory.
 
-    Files use link + unlink, which fails atomically if ``target`` exists. Directories (and
-    filesystems without hard links) check first, then rename: a tiny race we accept.
+    Files use link + unlink, which fails atomically if ``target`` exists. Directories (which
+    cannot be linked: EPERM) and filesystems without hard links check first, then rename:
+    a tiny race we accept.
     """
     _link_then_unlink(ready, target)  # a directory cannot be linked (EPERM): renamed instead
     if sync_directory:

@@ -86,6 +86,8 @@ STAGES = (
 SHORT = {"Clone sender": "send", "Queue consumer": "consume", "Queue checker": "check"}
 SHORT["Clone receiver"] = "receive"
 MAX_ROUNDS = 6
+CONCURRENT_LIMIT = 900.0  # seconds a concurrent pipeline may take before it counts as stuck
+POLL_SECONDS = 0.05
 SPOT_CHECKS = 8
 LOOPBACK = "http://127.0.0.1"
 ACCESS_LINE = re.compile(r'"POST /api/v2/([^\s?]+)\S* HTTP/[\d.]+" (\d{3})')
@@ -264,14 +266,19 @@ async def add_peer_and_user(connection: Any, me: Peer, other: Peer, level: AuthL
     )
 
 
-def write_configs(folder: Path, batch: int, count: int) -> tuple[Path, Path]:
-    """The seed's two configurations, without soft timeouts, sized for this case."""
+def write_configs(
+    folder: Path, batch: int, count: int, every: float | None = None
+) -> tuple[Path, Path]:
+    """The seed's two configurations, without soft timeouts, sized for this case (and with
+    ``every`` seconds between runs, for the concurrent mode)."""
     source = json.loads((EXAMPLES / "inter-librarian-source.json").read_text())
     destination = json.loads((EXAMPLES / "inter-librarian-destination.json").read_text())
     for config in (source, destination):
         for entries in config.values():
             for entry in entries:
                 entry.pop("soft_timeout", None)
+                if every is not None:
+                    entry["every"] = every
     source["send_clone"][0]["send_batch_size"] = batch
     for entry in destination.get("receive_clone", destination.get("recieve_clone", [])):
         entry["files_per_run"] = count
@@ -317,18 +324,33 @@ class StageWorker:
 
     def run(self, task: str) -> tuple[str, int]:
         """Run one entry; its output and exit code as ``run --once`` would give them."""
-        assert self.process.stdin is not None
-        self.process.stdin.write(f"{task}\n")
-        self.process.stdin.flush()
+        self._send(task)
+        return self._result()
+
+    def start_concurrently(self, tasks: list[str]) -> None:
+        """Let ``tasks`` run on their schedules, concurrently, until :meth:`stop_concurrent`."""
+        self._send(f"CONCURRENT {'|'.join(tasks)}")
+
+    def stop_concurrent(self) -> tuple[str, int]:
+        """Stop the concurrent runs; one line per run that did something, and the exit code."""
+        self._send("STOP")
+        return self._result()
+
+    def _result(self) -> tuple[str, int]:
         output = self._read_until("END")
         if output is None:
             return f"stage worker died (exit {self.process.wait()})", 2
         code = re.search(r"^exit=(\d+)$", output, re.MULTILINE)
         return output, int(code.group(1)) if code else 2
 
+    def _send(self, line: str) -> None:
+        assert self.process.stdin is not None
+        self.process.stdin.write(f"{line}\n")
+        self.process.stdin.flush()
+
     def _read_until(self, marker: str) -> str | None:
         assert self.process.stdout is not None
-        lines = []
+        lines: list[str] = []
         for line in self.process.stdout:
             if line.rstrip("\n") == marker:
                 return "".join(lines)
@@ -374,6 +396,75 @@ def run_stage(
     ran = bench_local.RUN_TIME.search(lines[index]) if index is not None else None
     run_seconds = float(ran.group(1)) if ran else seconds
     return StageRun(round_number, task, seconds, run_seconds, lag, rss, code, summary, problems)
+
+
+def run_in_rounds(
+    case: Case, configs: dict[str, tuple[Peer, Path]], workers: dict[str, StageWorker], state: State
+) -> None:
+    """The stages one after the other, in rounds, until every transfer is COMPLETED."""
+    source, destination = configs[SOURCE][0], configs[DESTINATION][0]
+    for round_number in range(1, MAX_ROUNDS + 1):
+        for side, task in STAGES:
+            peer, config = configs[side]
+            stage = run_stage(peer, config, task, round_number, workers.get(side))
+            case.stages.append(stage)
+            print(f"  {case.label} round {round_number} {task}: {stage.seconds:.2f}s "
+                  f"{stage.summary}", flush=True)  # fmt: skip
+        case.rounds = round_number
+        previous, state = state, asyncio.run(pipeline_state(source, destination))
+        if state.done(case.files) or state == previous:
+            break
+
+
+def run_concurrently(case: Case, workers: dict[str, StageWorker], source: Peer) -> None:
+    """The stages as ``serve`` runs them: each on its schedule (``every``), concurrently,
+    timed from their start until the source has every transfer COMPLETED."""
+    started = time.perf_counter()
+    for side in (DESTINATION, SOURCE):
+        workers[side].start_concurrently([task for owner, task in STAGES if owner == side])
+    completed = asyncio.run(wait_until_completed(source, case.files))
+    case.wall_seconds = time.perf_counter() - started
+    case.rounds = 1
+    for side in (SOURCE, DESTINATION):
+        output, code = workers[side].stop_concurrent()
+        for task in (task for owner, task in STAGES if owner == side):
+            case.stages.append(summed_stage(task, output, code))
+    print(f"  {case.label} concurrently: {case.wall_seconds:.2f}s, all COMPLETED: {completed}")
+
+
+async def wait_until_completed(source: Peer, count: int) -> bool:
+    """Poll the source until ``count`` outgoing transfers are COMPLETED (or time is up)."""
+    engine = create_engine(source.url)
+    query = select(func.count()).where(OutgoingTransfer.status == TransferStatus.COMPLETED)
+    deadline = time.monotonic() + CONCURRENT_LIMIT
+    try:
+        while time.monotonic() < deadline:
+            async with engine.connect() as connection:
+                if (await connection.execute(query)).scalar_one() >= count:
+                    return True
+            await asyncio.sleep(POLL_SECONDS)
+        return False
+    finally:
+        await engine.dispose()
+
+
+def summed_stage(task: str, output: str, code: int) -> StageRun:
+    """One task's busy runs of a concurrent pipeline as one stage: seconds and counts summed."""
+    stats = bench_local.STATS.search(output)
+    lag, rss = (float(stats.group(1)), float(stats.group(2))) if stats else (-1.0, -1.0)
+    seconds, runs, counts, problems, mine = 0.0, 0, Counter[str](), [], False
+    for line in output.splitlines():
+        if line.startswith("  "):
+            problems += [line.strip()] if mine else []
+            continue
+        ran = bench_local.RUN_TIME.search(line)
+        mine = line.startswith(f"{task}: ") and ran is not None
+        if ran is not None and mine:
+            seconds, runs = seconds + float(ran.group(1)), runs + 1
+            counts.update({k: int(v) for k, v in re.findall(r"(\w+)=(\d+)", line)})
+    summed = " ".join(f"{key}={value}" for key, value in counts.items())
+    summary = f"{runs} busy runs, {seconds:.2f}s in all ({summed})"
+    return StageRun(1, task, seconds, seconds, lag, rss, code, summary, problems)
 
 
 def flush_dirty_pages() -> None:
@@ -516,6 +607,7 @@ class Case:
     problems: list[str] = field(default_factory=list)
     serve_rss: tuple[float, float] = (-1.0, -1.0)
     requests: dict[str, Counter[str]] = field(default_factory=dict)
+    wall_seconds: float | None = None  # the concurrent mode's whole pipeline
 
     @property
     def label(self) -> str:
@@ -530,10 +622,14 @@ class Case:
 
     @property
     def seconds(self) -> float:
+        if self.wall_seconds is not None:
+            return self.wall_seconds
         return sum(stage.seconds for stage in self.stages)
 
     @property
     def run_seconds(self) -> float:
+        if self.wall_seconds is not None:
+            return self.wall_seconds
         return sum(stage.run_seconds for stage in self.stages)
 
     def batches(self) -> int:
@@ -615,7 +711,8 @@ def bench_case(args: argparse.Namespace, case: Case, sums: dict[str, str], stamp
     destination = Peer(DESTINATION, urls[1], folder / DESTINATION, ports[1], key, level)
     asyncio.run(prepare_source(source, destination, data, case.data_set, sums))
     asyncio.run(prepare_destination(destination, source, case.method))
-    source_config, destination_config = write_configs(folder, case.batch, case.files)
+    every = args.every if args.concurrent else None
+    source_config, destination_config = write_configs(folder, case.batch, case.files, every)
     configs = {SOURCE: (source, source_config), DESTINATION: (destination, destination_config)}
     workers: dict[str, StageWorker] = {}
     try:
@@ -628,19 +725,13 @@ def bench_case(args: argparse.Namespace, case: Case, sums: dict[str, str], stamp
         warm_files(data, listing)
         flush_dirty_pages()
         state = asyncio.run(pipeline_state(source, destination))
-        if not args.processes:
+        if args.concurrent or not args.processes:
             workers = {side: StageWorker(*configs[side]) for side in configs}
-        for round_number in range(1, MAX_ROUNDS + 1):
-            for side, task in STAGES:
-                peer, config = configs[side]
-                stage = run_stage(peer, config, task, round_number, workers.get(side))
-                case.stages.append(stage)
-                print(f"  {case.label} round {round_number} {task}: {stage.seconds:.2f}s "
-                      f"{stage.summary}", flush=True)  # fmt: skip
-            case.rounds = round_number
-            previous, state = state, asyncio.run(pipeline_state(source, destination))
-            if state.done(case.files) or state == previous:
-                break
+        if args.concurrent:
+            run_concurrently(case, workers, source)
+        else:
+            run_in_rounds(case, configs, workers, state)
+        state = asyncio.run(pipeline_state(source, destination))
         spot_problems = asyncio.run(spot_check(destination, case.data_set, sums))
         case.problems = verify(state, case.files, spot_problems)
         if case.rounds > 1:
@@ -709,6 +800,15 @@ def main() -> None:
         action="store_true",
         help="run each stage as its own run --once process (start-up included) instead of "
         "in a warm worker per librarian",
+    )
+    parser.add_argument(
+        "--concurrent",
+        action="store_true",
+        help="run the stages concurrently on their schedules, as serve does, instead of one "
+        "after the other",
+    )
+    parser.add_argument(
+        "--every", type=float, default=0.5, help="seconds between runs of a stage (--concurrent)"
     )
     args = parser.parse_args()
     args.data.mkdir(parents=True, exist_ok=True)

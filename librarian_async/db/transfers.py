@@ -11,19 +11,22 @@ under the store's staging area, the bytes go to ``staging_path/upload_name`` (se
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import case, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from librarian_async.db.models import File, IncomingTransfer, OutgoingTransfer, RemoteInstance
 from librarian_async.db.rows import insert_ignoring_duplicates, insert_with_ids
 from librarian_async.enums import TransferStatus
-from librarian_async.transfer_states import FINAL, LIVE, sources_of
+from librarian_async.transfer_states import COMPLETE_FROM, FINAL, LIVE, sources_of
+
+COMPLETE_CHUNK = 500
+"""Transfers completed per UPDATE (three bound parameters each, well below SQLite's limit)."""
 
 
 @dataclass(frozen=True)
@@ -39,6 +42,15 @@ class NewIncoming:
     source_transfer_id: int
     store_id: int
     staging_path: str
+
+
+@dataclass(frozen=True)
+class RemoteCopy:
+    """A copy of ``file_name`` that the peer ``librarian_id`` holds in its store ``store_id``."""
+
+    file_name: str
+    librarian_id: int
+    store_id: int
 
 
 @dataclass(frozen=True)
@@ -179,40 +191,49 @@ def _status_values(new: TransferStatus, at: datetime, reason: str | None) -> dic
 
 
 async def complete_outgoing(
-    session: AsyncSession, transfer_id: int, *, remote_transfer_id: int, at: datetime
-) -> bool:
-    """Mark an ONGOING or STAGED outgoing transfer COMPLETED; False if it was not in those."""
-    statement = (
-        update(OutgoingTransfer)
-        .where(
-            OutgoingTransfer.id == transfer_id,
-            OutgoingTransfer.status.in_((TransferStatus.ONGOING, TransferStatus.STAGED)),
+    session: AsyncSession, remote_ids: Mapping[int, int], *, at: datetime
+) -> set[int]:
+    """Mark the ONGOING or STAGED outgoing transfers among ``remote_ids`` (our id -> the
+    peer's transfer id) COMPLETED, in statements of :data:`COMPLETE_CHUNK` rows; the ids
+    that were completed (the others were in another status)."""
+    completed: set[int] = set()
+    pairs = list(remote_ids.items())
+    for start in range(0, len(pairs), COMPLETE_CHUNK):
+        chunk = dict(pairs[start : start + COMPLETE_CHUNK])
+        statement = (
+            update(OutgoingTransfer)
+            .where(
+                OutgoingTransfer.id.in_(list(chunk)),
+                OutgoingTransfer.status.in_(COMPLETE_FROM["outgoing"]),
+            )
+            .values(
+                status=TransferStatus.COMPLETED,
+                end_time=at,
+                remote_transfer_id=case(chunk, value=OutgoingTransfer.id),
+            )
+            .returning(OutgoingTransfer.id)
+            .execution_options(synchronize_session=False)
         )
-        .values(status=TransferStatus.COMPLETED, end_time=at, remote_transfer_id=remote_transfer_id)
-        .returning(OutgoingTransfer.id)
-        .execution_options(synchronize_session=False)
-    )
-    return (await session.scalar(statement)) is not None
+        completed.update((await session.scalars(statement)).all())
+    return completed
 
 
-async def record_remote_instance(
-    session: AsyncSession,
-    *,
-    file_name: str,
-    librarian_id: int,
-    store_id: int,
-    copy_time: datetime,
-    sender: str,
+async def record_remote_instances(
+    session: AsyncSession, copies: Sequence[RemoteCopy], *, copy_time: datetime, sender: str
 ) -> None:
-    """Record that a peer holds a copy; a copy already recorded is left as it is."""
-    values = {
-        "file_name": file_name,
-        "librarian_id": librarian_id,
-        "store_id": store_id,
-        "copy_time": copy_time,
-        "sender": sender,
-    }
-    await insert_ignoring_duplicates(session, RemoteInstance, [values])
+    """Record that peers hold these copies; a copy already recorded is left as it is."""
+    values = [
+        {
+            "file_name": copy.file_name,
+            "librarian_id": copy.librarian_id,
+            "store_id": copy.store_id,
+            "copy_time": copy_time,
+            "sender": sender,
+        }
+        for copy in copies
+    ]
+    if values:
+        await insert_ignoring_duplicates(session, RemoteInstance, values)
 
 
 async def live_staging_paths(session: AsyncSession, paths: Collection[str]) -> set[str]:

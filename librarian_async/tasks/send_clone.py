@@ -310,13 +310,9 @@ class Sender:
             await sending.complete_already_there(
                 session, row.id, now=now, reason="the peer already held this file"
             )
-            await transfers.record_remote_instance(
-                session,
-                file_name=row.file_name,
-                librarian_id=self.peer.id,
-                store_id=store_id,
-                copy_time=now,
-                sender=self.task.app.settings.name,
+            copy = transfers.RemoteCopy(row.file_name, self.peer.id, store_id)
+            await transfers.record_remote_instances(
+                session, [copy], copy_time=now, sender=self.task.app.settings.name
             )
         self.report.add("already_there")
 

@@ -112,18 +112,30 @@ async def test_a_directory_is_copied_as_a_tree(tmp_path: Path, peer: PeerClient)
     assert {name: (staged / name).read_bytes() for name in files} == files
 
 
-async def test_a_corrupt_source_is_refused_and_leaves_no_file(
+async def test_a_source_of_another_size_is_refused_and_leaves_no_file(
     tmp_path: Path, peer: PeerClient
 ) -> None:
     moves = make_moves(tmp_path, {"a.uvh5": b"first", "b.uvh5": b"second"})
-    moves[1].source.write_bytes(b"secont")  # same size, different bytes
+    moves[1].source.write_bytes(b"second, grown since it was catalogued")
     with pytest.raises(TransferError) as raised:
         await LocalMethod().send(HERE, moves, peer)
     message = str(raised.value)
-    assert str(moves[1].source) in message and moves[1].checksum in message
+    assert str(moves[1].source) in message and f"expected {moves[1].size}" in message
     assert "\n" not in message
     assert not exists(moves[1].staging_location)
     assert files_under(tmp_path / "staging") == staged_names(tmp_path, moves[:1])
+
+
+async def test_same_size_damage_is_left_for_the_receiver_to_find(
+    tmp_path: Path, peer: PeerClient
+) -> None:
+    """The sender does not hash (the receiver verifies every staged file before ingesting
+    it: tests/e2e test_corrupted_staged_file_fails_both_sides_and_is_sent_again)."""
+    moves = make_moves(tmp_path, {"b.uvh5": b"second"})
+    moves[0].source.write_bytes(b"secont")
+    await LocalMethod().send(HERE, moves, peer)
+    assert staged_bytes(moves) == [b"secont"]
+    assert checksum_of(b"secont") != moves[0].checksum
 
 
 async def test_a_missing_source_names_the_file(tmp_path: Path, peer: PeerClient) -> None:

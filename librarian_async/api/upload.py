@@ -20,7 +20,9 @@ the sum of the sizes.
   the transfers whose bytes were not staged: none of them has a file at its staging name
   afterwards. Files verified before the failure stay.
 
-No status changes here: the sender reports the files staged with ``checkin/update``.
+No status changes here: the sender reports the files staged with ``checkin/update``. What
+is recorded is each staged file's stat once verified (``verified_stat``), so that
+receive_clone does not hash the same bytes again while the file is unchanged.
 """
 
 # No ``from __future__ import annotations``: FastAPI must see the handler's annotations,
@@ -43,7 +45,7 @@ from librarian_async.api.errors import FIX_REQUEST, TRY_AGAIN, ProtocolError, Pr
 from librarian_async.api.state import ApiState
 from librarian_async.db import catalog, transfers
 from librarian_async.db.models import IncomingTransfer, Store
-from librarian_async.enums import AuthLevel, TransferStatus
+from librarian_async.enums import AuthLevel
 from librarian_async.errors import ChecksumError, StoreError
 from librarian_async.remote.schemas import UploadRefusal, UploadRequest, UploadResponse
 from librarian_async.storage.checksum import (
@@ -54,13 +56,14 @@ from librarian_async.storage.checksum import (
     remove_file_or_tree,
     run_interruptible,
     start_writeback,
+    stat_fingerprint,
 )
 from librarian_async.storage.store import LocalStore, temporary_sibling
 
 ROUTE_NAME = "upload"
 PIECE_SIZE = 4 * 1024 * 1024
 MAX_IDS = 10_000
-UPLOADABLE = (TransferStatus.INITIATED, TransferStatus.ONGOING)
+UPLOADABLE = transfers.TAKING_BYTES
 SEND_AGAIN = "Check the sender's copies, then send these files again."
 
 
@@ -94,7 +97,7 @@ def router(api: ApiState) -> APIRouter:
         request = parse_request(ids)
         targets = await targets_of(api, caller, request.destination_transfer_ids)
         check_length(http, targets)
-        return await receive(http, targets)
+        return await receive(api, http, targets)
 
     return routes
 
@@ -182,36 +185,51 @@ def check_length(http: Request, targets: Sequence[Target]) -> None:
 # --- writing -------------------------------------------------------------------------------
 
 
-async def receive(http: Request, targets: Sequence[Target]) -> UploadResponse:
-    """Write the body into the staging files; the answer says which were staged."""
+async def receive(api: ApiState, http: Request, targets: Sequence[Target]) -> UploadResponse:
+    """Write the body into the staging files; the answer says which were staged. The stat
+    of every file verified and staged is recorded, also when later ones fail (a request
+    cancelled meanwhile records nothing: receive_clone then hashes its files itself)."""
     writer = StagingWriter(targets)
     try:
         await write_body(http, writer)
     except OSError as error:
         failed_at = writer.current_id()
         await run_interruptible(writer.fail_rest)
+        await record_verified(api, writer.verified)
         reason = f"cannot write the staging file of transfer {failed_at}: {error}"
         raise refusal(500, reason, TRY_AGAIN, writer.failed_ids()) from error
     except BaseException:
         await run_interruptible(writer.fail_rest)
         raise
+    await record_verified(api, writer.verified)
     return outcome(writer)
 
 
+async def record_verified(api: ApiState, stats: Mapping[int, str]) -> None:
+    async with api.context.sessions.begin() as session:
+        await transfers.record_verified_stats(session, stats)
+
+
 async def write_body(http: Request, writer: "StagingWriter") -> None:
-    """Feed the body to ``writer`` in pieces of about PIECE_SIZE; a disconnect ends it."""
-    pending = bytearray()
+    """Feed the body to ``writer`` in pieces of about PIECE_SIZE; a disconnect ends it.
+
+    A piece is the list of the network chunks as they came: the worker thread writes and
+    hashes them one by one (each still in the CPU cache), and the event loop never copies
+    the bytes into a bigger buffer."""
+    chunks: list[bytes] = []
+    size = 0
     try:
         async for chunk in http.stream():
-            pending += chunk
-            if len(pending) >= PIECE_SIZE:
-                piece, pending = pending, bytearray()
+            chunks.append(chunk)
+            size += len(chunk)
+            if size >= PIECE_SIZE:
+                piece, chunks, size = chunks, [], 0
                 await run_interruptible(writer.write, piece)
                 if writer.surplus:
                     break
     except ClientDisconnect:
         pass  # what arrived is kept; the files it does not complete count as missing
-    await run_interruptible(writer.write, pending)
+    await run_interruptible(writer.write, chunks)
     await run_interruptible(writer.finish)
 
 
@@ -246,11 +264,16 @@ class StagingWriter:
         self.surplus = 0
         self.mismatched: list[tuple[Target, str]] = []
         self.missing: list[Target] = []
+        self.verified: dict[int, str] = {}  # transfer id -> stat of its staged file
         self._index = 0
         self._file: StagingFile | None = None
 
-    def write(self, piece: bytes | bytearray, *, stop: threading.Event | None = None) -> None:
-        view = memoryview(piece)
+    def write(self, piece: Sequence[bytes], *, stop: threading.Event | None = None) -> None:
+        """Write the chunks of ``piece`` in order, across as many files as they span."""
+        for chunk in piece:
+            self._write_chunk(memoryview(chunk))
+
+    def _write_chunk(self, view: memoryview) -> None:
         while True:
             current = self._settle()
             if not view:
@@ -268,6 +291,7 @@ class StagingWriter:
         self._settle()
         self.fail_rest()
         if self.surplus:
+            self.verified.clear()
             for target in self.targets:
                 remove_file_or_tree(target.path)
 
@@ -299,7 +323,11 @@ class StagingWriter:
             if self._file.left:
                 return self._file
             found = self._file.commit()
-            if found is not None:
+            if found is None:
+                self.verified[self._file.target.transfer_id] = stat_fingerprint(
+                    self._file.target.path
+                )
+            else:
                 self.mismatched.append((self._file.target, found))
             self._file = None
             self._index += 1

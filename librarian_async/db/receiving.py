@@ -47,6 +47,7 @@ class StagedTransfer:
     uploader: str
     source: str
     start_time: datetime
+    verified_stat: str | None
     catalogued_checksum: str | None
 
 
@@ -106,7 +107,8 @@ async def staged_transfers(
     if after is not None:
         position = tuple_(IncomingTransfer.start_time, IncomingTransfer.id)
         query = query.where(position > tuple_(literal(after[0], UTCDateTime()), literal(after[1])))
-    return [StagedTransfer(*row) for row in (await session.execute(query)).all()]
+    rows: Sequence[Any] = (await session.execute(query)).all()
+    return [StagedTransfer(*row) for row in rows]
 
 
 _STAGED_COLUMNS = (
@@ -120,6 +122,7 @@ _STAGED_COLUMNS = (
     IncomingTransfer.uploader,
     IncomingTransfer.source,
     IncomingTransfer.start_time,
+    IncomingTransfer.verified_stat,
 )
 
 

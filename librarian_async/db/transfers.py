@@ -17,7 +17,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import case, func, select, update
+from sqlalchemy import case, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from librarian_async.db.models import File, IncomingTransfer, OutgoingTransfer, RemoteInstance
@@ -25,6 +25,8 @@ from librarian_async.db.rows import insert_ignoring_duplicates, insert_with_ids
 from librarian_async.enums import TransferStatus
 from librarian_async.transfer_states import COMPLETE_FROM, FINAL, LIVE, sources_of
 
+TAKING_BYTES = (TransferStatus.INITIATED, TransferStatus.ONGOING)
+"""Incoming transfers in these states may receive bytes (the http upload endpoint)."""
 COMPLETE_CHUNK = 500
 """Transfers completed per UPDATE (three bound parameters each, well below SQLite's limit)."""
 
@@ -216,6 +218,20 @@ async def complete_outgoing(
         )
         completed.update((await session.scalars(statement)).all())
     return completed
+
+
+async def record_verified_stats(session: AsyncSession, stats: Mapping[int, str]) -> None:
+    """Record the stat of each incoming transfer's staged file, verified as it arrived
+    (see ``IncomingTransfer.verified_stat``); only transfers still taking bytes change.
+    One UPDATE by primary key for all (``or_``: an expanding IN cannot be executemany'd)."""
+    if not stats:
+        return
+    statement = (
+        update(IncomingTransfer)
+        .where(or_(*(IncomingTransfer.status == status for status in TAKING_BYTES)))
+        .execution_options(synchronize_session=False)
+    )
+    await session.execute(statement, [{"id": k, "verified_stat": v} for k, v in stats.items()])
 
 
 async def record_remote_instances(

@@ -24,10 +24,11 @@ Per batch:
    INITIATED transfers and their staging directories);
 3. copy each file into its staging location, hashing on the same pass, and compare with the
    manifest's size and checksum (a damaged or missing file is removed from staging);
-4. one transaction: verified copies INITIATED -> STAGED, the others FAILED with
-   ``callback_pending`` (``receive_clone`` tells the source with ``checkin/update``; the
-   source's transfer fails and its next network ``send_clone`` sends the file); then the
-   failed transfers' staging directories are removed.
+4. one transaction: verified copies INITIATED -> STAGED with the stat of their staged file
+   (``verified_stat``: receive_clone does not hash them again while unchanged), the others
+   FAILED with ``callback_pending`` (``receive_clone`` tells the source with
+   ``checkin/update``; the source's transfer fails and its next network ``send_clone``
+   sends the file); then the failed transfers' staging directories are removed.
 
 Why a rerun after a crash (even ``kill -9``) at any point is safe: an entry's transfer is
 found again by ``(source, source_transfer_id)`` before anything is staged. A transfer
@@ -74,6 +75,7 @@ from librarian_async.storage.checksum import (
     parse_checksum,
     remove_file_or_tree,
     run_interruptible,
+    stat_fingerprint,
 )
 from librarian_async.storage.store import name_problem
 from librarian_async.tasks.batching import batches
@@ -190,6 +192,7 @@ class Job:
     target: Path | None = None
     done: bool = False
     problem: str | None = None
+    verified_stat: str | None = None  # the staged copy's stat once verified
 
 
 @dataclass
@@ -390,7 +393,9 @@ class Ingester:
         verified = [job for job in jobs if job.done and job.problem is None]
         failures = [(job.transfer_id, job.problem or "") for job in jobs if job.problem]
         now = self.app.now()
+        stats = {job.transfer_id: job.verified_stat for job in verified if job.verified_stat}
         async with self.app.sessions.begin() as session:
+            await transfers.record_verified_stats(session, stats)  # receive_clone trusts it
             moved = await transfers.move_incoming(
                 session, [job.transfer_id for job in verified], S.STAGED, at=now
             )
@@ -432,6 +437,8 @@ def _copy_jobs(jobs: list[Job], root: Path, *, stop: threading.Event) -> None:
     for job in jobs:
         if not job.done:
             job.problem = _copy_one(job, root, stop)
+            if job.problem is None and job.target is not None:
+                job.verified_stat = stat_fingerprint(job.target)
             job.done = True
 
 

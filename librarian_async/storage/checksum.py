@@ -424,6 +424,14 @@ def sync_files(paths: Sequence[Path]) -> None:
         fsync_file(path)
 
 
+def stat_fingerprint(path: Path) -> str:
+    """What identifies this exact version of a file: device, inode, size, and modification
+    and change times in nanoseconds (``lstat``). Writing to the file, replacing it or
+    touching it changes the ctime, which no unprivileged process can set back."""
+    found = os.lstat(path)
+    return f"{found.st_dev}:{found.st_ino}:{found.st_size}:{found.st_mtime_ns}:{found.st_ctime_ns}"
+
+
 def fsync_file(path: Path) -> None:
     """Make one file's bytes durable (never follows a symlink, never blocks on a FIFO)."""
     descriptor = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)

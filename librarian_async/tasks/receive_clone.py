@@ -6,10 +6,14 @@ checksum of a file already catalogued under its name; the staged bytes at
 ``staging_path/upload_name`` (confined to the store's staging area, never a symlink).
 
 Each file is hashed in a worker thread with the transfer's algorithm and compared with its
-size and checksum, then committed into the store at ``store_path`` by
-:meth:`LocalStore.commit_sync` in the same thread (no clobbering; an identical file already
-there is adopted). Files go in batches (up to ``BATCH_BYTES`` bytes or ``BATCH_FILES`` files
-a thread call), ``concurrency`` batches at a time. A batch's commits skip the directory
+size and checksum (a file that the http upload endpoint verified as its bytes arrived is
+not read again while its stat is exactly the one recorded then, ``verified_stat``: its
+device, inode, size, mtime and ctime; any write, replacement or touch changes the ctime,
+and re-reading would only hash the same page-cached bytes a second time), then committed
+into the store at ``store_path`` by :meth:`LocalStore.commit_sync` in the same thread (no
+clobbering; an identical file already there is adopted). Files go in batches (up to
+``BATCH_BYTES`` bytes or ``BATCH_FILES`` files a thread call), ``concurrency`` batches at a
+time. A batch's commits skip the directory
 fsync that a single commit makes; once the batch is committed, each distinct directory
 that received a file is fsynced once (a directory that cannot be synced fails its files).
 
@@ -80,6 +84,7 @@ from librarian_async.storage.checksum import (
     hash_file_sync,
     parse_checksum,
     run_interruptible,
+    stat_fingerprint,
     sync_files,
 )
 from librarian_async.storage.convert import local_store
@@ -438,11 +443,22 @@ def _verify_on(
     if staged.is_symlink():
         return Rejected(f"staged {staged} is a symlink")
     try:
-        digest = hash_file_sync(staged, _algorithm(transfer), stop)
+        digest = _verified_on_arrival(transfer, staged) or hash_file_sync(
+            staged, _algorithm(transfer), stop
+        )
     except FileNotFoundError:  # never arrived, or committed by a run that died or runs beside us
         return _adopt_target(transfer, staged, target, stop)
     problem = _mismatch(transfer, digest) or _catalogue_mismatch(transfer, staged, stop)
     return Rejected(f"staged {staged}: {problem}") if problem else Verified(digest, target, staged)
+
+
+def _verified_on_arrival(transfer: StagedTransfer, staged: Path) -> FileDigest | None:
+    """The transfer's size and checksum when the upload endpoint verified exactly this
+    version of the staged file as its bytes arrived (same device, inode, size, mtime and
+    ctime); None when the file must be hashed."""
+    if transfer.verified_stat is None or stat_fingerprint(staged) != transfer.verified_stat:
+        return None
+    return FileDigest(transfer.checksum, transfer.size)
 
 
 def _staged_path(disk: LocalStore, transfer: StagedTransfer) -> Path:

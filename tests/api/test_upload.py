@@ -20,6 +20,7 @@ import xxhash
 from librarian_async.context import Context
 from librarian_async.db.models import IncomingTransfer, Store
 from librarian_async.enums import TransferStatus
+from librarian_async.storage.checksum import stat_fingerprint
 
 from .helpers import add_incoming, add_store, auth, incoming_rows, post, status_of
 
@@ -177,6 +178,37 @@ async def test_an_admin_may_upload_for_anyone(client: httpx.AsyncClient, store: 
     staged = await stage(client, {"a.uvh5": b"alpha"})
     response = await upload(client, ids_of(staged), b"alpha", user="admin")
     assert response.status_code == 200, response.json()
+
+
+async def verified_stats(app: Context) -> dict[int, str | None]:
+    return {row.id: row.verified_stat for row in await incoming_rows(app)}
+
+
+async def test_the_stat_of_each_verified_file_is_recorded(
+    client: httpx.AsyncClient, app: Context, store: Store
+) -> None:
+    staged = await stage(client, {"a.uvh5": b"alpha", "sub/b.uvh5": b"beta", "c.uvh5": b""})
+    response = await upload(client, ids_of(staged), body_of(staged))
+    assert response.status_code == 200, response.json()
+    assert await verified_stats(app) == {
+        item.transfer_id: stat_fingerprint(item.location) for item in staged
+    }
+
+
+async def test_no_stat_is_recorded_for_a_mismatch_and_a_retry_records_the_new_file(
+    client: httpx.AsyncClient, app: Context, store: Store
+) -> None:
+    staged = await stage(client, {"a.uvh5": b"alpha", "b.uvh5": b"beta"})
+    refusal(await upload(client, ids_of(staged), b"alpha" + b"BETA"), 422)
+    first = await verified_stats(app)
+    assert first == {staged[0].transfer_id: stat_fingerprint(staged[0].location),
+                     staged[1].transfer_id: None}  # fmt: skip
+
+    response = await upload(client, ids_of(staged), body_of(staged))
+    assert response.status_code == 200, response.json()
+    second = await verified_stats(app)
+    assert second == {item.transfer_id: stat_fingerprint(item.location) for item in staged}
+    assert second[staged[0].transfer_id] != first[staged[0].transfer_id]  # a new file
 
 
 # --- bodies that do not fit ------------------------------------------------------------------

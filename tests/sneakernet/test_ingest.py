@@ -20,6 +20,7 @@ from librarian_async.ingest import IngestOptions, add_local_file
 from librarian_async.remote.schemas import UploadItem
 from librarian_async.sneakernet import ManifestError, ingest_manifest
 from librarian_async.sneakernet.ingest import SKIPPED_HERE, SKIPPED_RECEIVED, SKIPPED_STAGED
+from librarian_async.storage.checksum import stat_fingerprint
 from librarian_async.storage.convert import local_store
 
 from .helpers import (
@@ -55,9 +56,13 @@ def manifest(tmp_path: Path) -> Path:
     return write_manifest(tmp_path / "drive.json", header(ME), shipment(FILES))
 
 
-def staged_content(row: IncomingTransfer) -> bytes:
+def staged_file(row: IncomingTransfer) -> Path:
     assert row.staging_path is not None
-    return Path(row.staging_path, *row.upload_name.split("/")).read_bytes()
+    return Path(row.staging_path, *row.upload_name.split("/"))
+
+
+def staged_content(row: IncomingTransfer) -> bytes:
+    return staged_file(row).read_bytes()
 
 
 def leave_partial_copies(rows: list[IncomingTransfer]) -> None:
@@ -88,6 +93,7 @@ async def test_every_entry_is_staged_for_its_source_transfer(
         assert (row.store_path, row.store_id) == (name, store.id)
         assert (row.transfer_size, row.transfer_checksum) == (len(content), md5_of(content))
         assert staged_content(row) == content
+        assert row.verified_stat == stat_fingerprint(staged_file(row))  # not hashed again
     assert (summary.entries, summary.staged, summary.failed) == (6, 6, [])
     assert summary.exit_code == 0 and calls == [(0, 6), (6, 6)]
 
@@ -108,6 +114,7 @@ async def test_damaged_and_missing_files_fail_and_owe_their_source_a_callback(
     assert "damaged on the drive" in (rows[damaged].failure_reason or "")
     assert "missing on the drive" in (rows[missing].failure_reason or "")
     assert [row.status for row in rows.values()].count(S.STAGED) == 4
+    assert [row.verified_stat is None for row in rows.values()].count(True) == 2
     assert summary.exit_code == 1 and summary.staged == 4
     assert [line.split(":")[0] for line in summary.failed] == [damaged, missing]
     assert len(staging_entries(store)) == 4  # the failed transfers were unstaged

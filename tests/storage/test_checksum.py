@@ -301,7 +301,9 @@ async def test_cancelling_copy_leaves_no_partial_target(tmp_path: Path, sparse_f
 
 async def test_hashing_does_not_block_the_event_loop(tmp_path: Path) -> None:
     path = tmp_path / "big.bin"
-    path.write_bytes(os.urandom(CHUNK_SIZE) * 50)
+    # Big enough (~0.1 s of sha256) that even a loop waiting up to a GIL switch interval
+    # (5 ms) per tick gets its ticks; a blocking hash would give it none.
+    path.write_bytes(os.urandom(1024 * 1024) * 48)
     ticks = 0
     hashing = asyncio.create_task(hash_file(path, "sha256"))
     while not hashing.done():

@@ -530,7 +530,10 @@ async def kill_after(process: asyncio.subprocess.Process, delay: float) -> bool:
     try:
         await asyncio.wait_for(process.wait(), timeout=delay)
     except TimeoutError:
-        process.kill()
+        try:
+            process.kill()
+        except ProcessLookupError:  # it ended between the timeout and the kill
+            return False
         await process.wait()
         return True
     return False
@@ -553,13 +556,16 @@ async def test_killed_runs_then_a_rerun_leave_exactly_one_verified_copy_of_each_
     items = await add_files(app, source, random_files("run/f", 8, 32 * 1024**2))
     config, environment = write_config(tmp_path / "tasks.json"), cli_environment(settings)
     killed_mid_copy = 0
-    for delay in (0.05, 0.6, 1.2):  # from the start: in start-up, then anywhere
-        await kill_after(await start_cli(config, environment), delay)
-    for delay in (0.0, 0.05, 0.15, 0.4):  # from the first copy of the run
+    # First from the first copy of a run (a fast machine clones everything within a second,
+    # so these come before any kill that may let a run finish), then from the start: in
+    # start-up, then anywhere.
+    for delay in (0.0, 0.05, 0.15, 0.4):
         old = set(local_store(clone).leftover_temporaries())
         process = await start_cli(config, environment)
         await wait_for_new_temporary(clone, process, old)
         killed_mid_copy += await kill_after(process, delay)
+    for delay in (0.05, 0.6, 1.2):
+        await kill_after(await start_cli(config, environment), delay)
 
     final = await start_cli(config, environment)
     assert await asyncio.wait_for(final.wait(), timeout=120) == 0

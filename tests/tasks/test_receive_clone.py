@@ -31,6 +31,7 @@ from librarian_async.db.models import (
 )
 from librarian_async.enums import AuthLevel, DeletionPolicy, TransferStatus
 from librarian_async.scheduler import Scheduler
+from librarian_async.storage.checksum import hash_file_sync, stat_fingerprint
 from librarian_async.storage.convert import local_store
 from librarian_async.tasks import receive_clone
 
@@ -253,6 +254,39 @@ async def test_bad_or_missing_staged_files_fail_and_the_source_is_told(
     assert [row.status for row in await outgoing(source.app, bad)] == [S.FAILED] * 3
     assert [row.status for row in await outgoing(source.app, [sent["good.dat"]])] == [S.COMPLETED]
     assert [row.name for row in await rows(destination.app, File)] == ["good.dat"]
+
+
+async def test_a_file_verified_on_arrival_is_not_read_again_unless_it_changed(
+    pair: tuple[Librarian, Librarian], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What the http upload endpoint records (tests/api/test_upload.py) spares the second
+    hash; a file written since, even with its size kept, is hashed and fails."""
+    source, destination = pair
+    contents = {"kept.dat": b"k" * 1000, "changed.dat": b"c" * 1000, "never.dat": b"n" * 10}
+    sent = {item.name: item for item in await stage_files(source, destination, contents)}
+    async with destination.app.sessions.begin() as session:
+        for name in ("kept.dat", "changed.dat"):
+            await session.execute(
+                update(IncomingTransfer)
+                .where(IncomingTransfer.id == sent[name].incoming_id)
+                .values(verified_stat=stat_fingerprint(sent[name].staged))
+            )
+    sent["changed.dat"].staged.write_bytes(b"C" * 1000)
+    hashed: list[str] = []
+
+    def spying_hash(path: Path, *args: object, **kwargs: object) -> object:
+        hashed.append(path.name)
+        return hash_file_sync(path, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(receive_clone, "hash_file_sync", spying_hash)
+
+    result = await receive(destination.app)
+
+    assert sorted(hashed) == ["changed.dat", "never.dat"]
+    assert result.report.counts == counts(received=2, bytes=1010, failed=1, callbacks_sent=3)
+    [changed] = await incoming(destination.app, [sent["changed.dat"]])
+    assert changed.status == S.FAILED and "checksum" in (changed.failure_reason or "")
+    assert destination.stored("kept.dat").read_bytes() == contents["kept.dat"]
 
 
 @pytest.mark.parametrize("inside", [False, True], ids=["to-outside", "to-staging"])

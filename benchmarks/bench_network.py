@@ -14,18 +14,23 @@ tests/librarians.py (user ``source`` READAPPEND at the destination, user ``desti
 CALLBACK at the source, peer credentials Fernet-encrypted). Both run as real ``serve``
 processes on free loopback ports, without background tasks.
 
-Timed: the seed's inter-librarian pipeline, stage after stage without a pause, in one warm
-process per librarian (benchmarks/stage_worker.py: each stage runs exactly as ``run --once
---stats --only NAME`` runs it, but without an interpreter start-up per stage, as in a
-long-running ``serve``; ``--processes`` runs each stage as its own ``run --once`` process
-instead), in order: "Clone sender", "Queue consumer", "Queue checker" at the source, then
-"Clone receiver" at the destination (examples/inter-librarian-*.json with the soft timeouts
-removed, ``send_batch_size`` from --batch-sizes and ``files_per_run`` = the file count).
-Whole rounds are repeated until every transfer is COMPLETED on both sides. Next to each case,
-in the same run: ``rsync -a --files-from`` of the same files into a fresh folder. The files
-are page-cached first (for both) and dirty pages are flushed (untimed) before each
-measurement. Every destination folder is new; this run's folder under --scratch is removed
-only after all cases.
+Timed: the seed's inter-librarian pipeline in one warm process per librarian
+(benchmarks/stage_worker.py: each stage runs exactly as ``run --once --stats --only NAME``
+runs it, but without an interpreter start-up per stage, as in a long-running ``serve``).
+By default the stages run one after the other, in order: "Clone sender", "Queue consumer",
+"Queue checker" at the source, then "Clone receiver" at the destination, in rounds until
+every transfer is COMPLETED on both sides. With ``--concurrent`` they run as ``serve`` runs
+them: each entry on its own schedule (``every`` = --every seconds), concurrently, timed
+until the source has every transfer COMPLETED. ``--processes`` runs each stage as its own
+``run --once`` process instead (start-up included). Configurations: the seed's
+examples/inter-librarian-*.json with the soft timeouts removed, ``send_batch_size`` from
+--batch-sizes and ``files_per_run`` = the file count.
+
+Next to each case, in the same run: ``rsync -a --files-from`` of the same files into a fresh
+folder, once before and once after the pipeline (the mean is the baseline: on this virtual
+machine the speed of writing new pages drifts by 2x within minutes). The files are
+page-cached first and dirty pages are flushed (untimed) before each measurement. Every
+destination folder is new; this run's folder under --scratch is removed only after all cases.
 """
 
 from __future__ import annotations
@@ -601,7 +606,7 @@ class Case:
     data_set: str
     batch: int
     files: int
-    rsync_seconds: float = 0.0
+    rsync_runs: list[float] = field(default_factory=list)  # before and after the pipeline
     stages: list[StageRun] = field(default_factory=list)
     rounds: int = 0
     problems: list[str] = field(default_factory=list)
@@ -612,6 +617,11 @@ class Case:
     @property
     def label(self) -> str:
         return f"{self.backend}/{self.method}/{self.data_set}/b{self.batch}"
+
+    @property
+    def rsync_seconds(self) -> float:
+        """The mean of the rsync runs (this disk's page-cache speed drifts by 2x)."""
+        return sum(self.rsync_runs) / len(self.rsync_runs)
 
     @property
     def megabytes(self) -> float:
@@ -681,17 +691,18 @@ HEADER = (
     f"{'RSS MB':>6} {'lag ms':>6} {'serve RSS':>11} {'s>d rq':>6} {'d>s rq':>6} outcome"
 )
 LEGEND = (
-    "send/consum/check/recv s: each stage as the benchmark waited for it (summed over "
-    "rounds), in a warm worker per librarian (with --processes: a run --once process, "
-    "start-up included); total s, files/s, MB/s, ratio: the whole pipeline, stage after "
-    "stage; rsync: rsync -a of the same files (MB/s); ratio = our MB/s / rsync's; run MB/s, "
-    "run r: the tasks' runs alone, as the scheduler timed them; btch: send-queue batches "
-    "(ceil(files/batch)); rd: rounds until all COMPLETED; RSS MB, lag ms: the worst peak "
-    "memory (MiB) and event-loop lateness of the stage processes; serve RSS: peak MiB of "
-    "the source/destination serve processes; s>d rq: requests of the source to the "
-    "destination, inferred (ping/logged per sender run, 3 per batch, http uploads); d>s "
-    "rq: requests of the destination to the source (callbacks), counted with "
-    "--count-requests."
+    "send/consum/check/recv s: each stage as the benchmark waited for it (summed over rounds), "
+    "in a warm worker per librarian (with --processes: a run --once process, start-up "
+    "included); total s, files/s, MB/s, ratio: the whole pipeline, stage after stage "
+    "(--concurrent: from the start of the stages until the source has every transfer COMPLETED; "
+    "stage columns then sum the runs that did something); rsync: rsync -a of the same files, "
+    "mean of the runs before and after the pipeline (MB/s); ratio = our MB/s / rsync's; run "
+    "MB/s, run r: the tasks' runs alone, as the scheduler timed them; btch: send-queue batches "
+    "(ceil(files/batch)); rd: rounds until all COMPLETED; RSS MB, lag ms: the worst peak memory "
+    "(MiB) and event-loop lateness of the stage processes; serve RSS: peak MiB of the "
+    "source/destination serve processes; s>d rq: requests of the source to the destination, "
+    "inferred (ping/logged per sender run, 3 per batch, http uploads); d>s rq: requests of the "
+    "destination to the source (callbacks), counted with --count-requests."
 )
 
 
@@ -721,7 +732,7 @@ def bench_case(args: argparse.Namespace, case: Case, sums: dict[str, str], stamp
         for peer in (source, destination):
             peer.wait_until_serving()
         warm_files(data, listing)
-        case.rsync_seconds = rsync_baseline(data, listing, folder / "rsync")
+        case.rsync_runs.append(rsync_baseline(data, listing, folder / "rsync-before"))
         warm_files(data, listing)
         flush_dirty_pages()
         state = asyncio.run(pipeline_state(source, destination))
@@ -732,6 +743,7 @@ def bench_case(args: argparse.Namespace, case: Case, sums: dict[str, str], stamp
         else:
             run_in_rounds(case, configs, workers, state)
         state = asyncio.run(pipeline_state(source, destination))
+        case.rsync_runs.append(rsync_baseline(data, listing, folder / "rsync-after"))
         spot_problems = asyncio.run(spot_check(destination, case.data_set, sums))
         case.problems = verify(state, case.files, spot_problems)
         if case.rounds > 1:
@@ -764,6 +776,9 @@ def print_stage_details(cases: list[Case]) -> None:
             )
             for problem in stage.problems[:3]:
                 print(f"{'':32}problem: {problem[:150]}")
+    for case in cases:
+        runs = ", ".join(f"{case.megabytes / seconds:.1f}" for seconds in case.rsync_runs)
+        print(f"{case.label}: rsync -a before and after the pipeline: {runs} MB/s")
     for case in cases:
         for side, counted in case.requests.items():
             listed = ", ".join(f"{key}={n}" for key, n in sorted(counted.items()))
@@ -808,7 +823,7 @@ def main() -> None:
         "after the other",
     )
     parser.add_argument(
-        "--every", type=float, default=0.5, help="seconds between runs of a stage (--concurrent)"
+        "--every", type=float, default=0.25, help="seconds between runs of a stage (--concurrent)"
     )
     args = parser.parse_args()
     args.data.mkdir(parents=True, exist_ok=True)

@@ -40,6 +40,7 @@ from librarian_async.remote.schemas import (
 from librarian_async.transfer_states import can_complete
 
 S = TransferStatus
+Outcome = tuple[CompleteRequest, ProtocolError | None]
 CHECK_STATUS = "Check the transfer's status (checkin/status) before reporting progress."
 
 
@@ -151,22 +152,11 @@ class Completer:
     now: datetime
     destinations: dict[str, Librarian | None] = field(default_factory=dict)
 
-    async def complete(
-        self, items: Sequence[CompleteRequest]
-    ) -> list[tuple[CompleteRequest, ProtocolError | None]]:
+    async def complete(self, items: Sequence[CompleteRequest]) -> list[Outcome]:
         """Complete each item's transfer (unless it is already) and record the copy; each
-        item comes back with None or the refusal (400 or 406) that left it unchanged."""
-        rows = await transfers.outgoing_by_ids(
-            self.session, {item.source_transfer_id for item in items}
-        )
-        outcomes: list[tuple[CompleteRequest, ProtocolError | None]] = []
-        accepted: list[tuple[CompleteRequest, OutgoingTransfer, Librarian]] = []
-        for item in items:
-            try:
-                row = _checked_outgoing(self.caller, item.source_transfer_id, rows)
-                accepted.append((item, row, await self._destination(row)))
-            except ProtocolError as refused:
-                outcomes.append((item, refused))
+        item comes back, in order, with None or the refusal (400 or 406) that left it
+        unchanged."""
+        accepted, outcomes = await self._check(items)
         pending = {
             row.id: item.destination_transfer_id
             for item, row, _ in accepted
@@ -186,6 +176,22 @@ class Completer:
         )
         order = {id(item): index for index, item in enumerate(items)}
         return sorted(outcomes, key=lambda outcome: order[id(outcome[0])])
+
+    async def _check(
+        self, items: Sequence[CompleteRequest]
+    ) -> tuple[list[tuple[CompleteRequest, OutgoingTransfer, Librarian]], list[Outcome]]:
+        """The items naming the caller's transfers to a known peer, and the refused ones."""
+        ids = {item.source_transfer_id for item in items}
+        rows = await transfers.outgoing_by_ids(self.session, ids)
+        accepted = []
+        refused: list[Outcome] = []
+        for item in items:
+            try:
+                row = _checked_outgoing(self.caller, item.source_transfer_id, rows)
+                accepted.append((item, row, await self._destination(row)))
+            except ProtocolError as refusal:
+                refused.append((item, refusal))
+        return accepted, refused
 
     async def _destination(self, row: OutgoingTransfer) -> Librarian:
         if row.destination not in self.destinations:

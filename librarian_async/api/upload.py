@@ -29,6 +29,7 @@ receive_clone does not hash the same bytes again while the file is unchanged.
 # which name a dependency local to ``router()``.
 
 import asyncio
+import contextlib
 import os
 import threading
 from collections.abc import Callable, Mapping, Sequence
@@ -215,22 +216,44 @@ async def write_body(http: Request, writer: "StagingWriter") -> None:
 
     A piece is the list of the network chunks as they came: the worker thread writes and
     hashes them one by one (each still in the CPU cache), and the event loop never copies
-    the bytes into a bigger buffer."""
+    the bytes into a bigger buffer. While the thread writes one piece, the loop gathers the
+    next (the sender is not stalled by our disk); pieces are written in order."""
     chunks: list[bytes] = []
     size = 0
+    writing: asyncio.Task[None] | None = None
     try:
         async for chunk in http.stream():
             chunks.append(chunk)
             size += len(chunk)
             if size >= PIECE_SIZE:
-                piece, chunks, size = chunks, [], 0
-                await run_interruptible(writer.write, piece)
-                if writer.surplus:
-                    break
+                if writing is not None:
+                    await writing
+                    if writer.surplus:
+                        break
+                writing = asyncio.create_task(run_interruptible(writer.write, chunks))
+                chunks, size = [], 0
     except ClientDisconnect:
         pass  # what arrived is kept; the files it does not complete count as missing
+    except BaseException:
+        await _stopped(writing)
+        raise
+    if writing is not None:
+        await writing
     await run_interruptible(writer.write, chunks)
     await run_interruptible(writer.finish)
+
+
+async def _stopped(writing: "asyncio.Task[None] | None") -> None:
+    """Cancel the piece being written and wait until its thread has returned, even when
+    cancelled again meanwhile (the caller then cleans up the files it was writing)."""
+    if writing is None:
+        return
+    writing.cancel()
+    while not writing.done():
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.wait({writing})
+    if not writing.cancelled():
+        writing.exception()  # retrieved: the error that ended the body wins
 
 
 def outcome(writer: "StagingWriter") -> UploadResponse:

@@ -10,6 +10,7 @@ import pytest
 from sqlalchemy import select
 
 from librarian_async.context import Context
+from librarian_async.db import transfers
 from librarian_async.db.models import OutgoingTransfer, RemoteInstance
 from librarian_async.enums import TransferStatus
 from librarian_async.remote.schemas import MAX_BATCH_COMPLETE
@@ -92,6 +93,26 @@ async def test_a_repeat_is_idempotent(client: httpx.AsyncClient, app: Context) -
     assert again.json() == {"completed": [row.id for row in rows] + [rows[0].id], "refused": []}
     assert await statuses(app, rows) == [S.COMPLETED] * 3
     assert len(await remote_instances(app)) == 3
+
+
+async def test_a_batch_longer_than_one_statement_is_completed_in_chunks(
+    client: httpx.AsyncClient, app: Context, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(transfers, "COMPLETE_CHUNK", 3)
+    await add_librarian(app, "callback")
+    rows = await outgoing_rows(app, 8)
+    failed = await outgoing_rows(app, 2, status=S.FAILED)
+    mixed = rows[:4] + failed[:1] + rows[4:] + failed[1:]
+
+    reply = (await batch_complete(client, [item(row) for row in mixed])).json()
+
+    assert reply["completed"] == [row.id for row in rows]
+    assert sorted(refused_by_id(reply)) == sorted(row.id for row in failed)
+    assert await statuses(app, rows) == [S.COMPLETED] * 8
+    assert await statuses(app, failed) == [S.FAILED] * 2
+    assert sorted(copy.file_name for copy in await remote_instances(app)) == sorted(
+        row.file_name for row in rows
+    )
 
 
 async def test_an_empty_batch_completes_nothing(client: httpx.AsyncClient) -> None:

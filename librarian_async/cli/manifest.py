@@ -15,7 +15,9 @@ from typing import Any, TextIO
 
 from librarian_async.cli.common import database, fail_with, print_json
 from librarian_async.config import Settings
-from librarian_async.sneakernet import ManifestError, export_manifest, ingest_manifest
+
+# The SneakerNet modules (and through them the web stack) load only for these commands:
+# every other command, ``run --once`` first, starts faster without them.
 
 
 def register(commands: Any) -> None:
@@ -53,6 +55,8 @@ def register(commands: Any) -> None:
 
 
 async def export_command(args: argparse.Namespace, settings: Settings) -> int:
+    from librarian_async.sneakernet import export_manifest
+
     async with database(settings) as app:
         summary = await export_manifest(
             app,
@@ -70,6 +74,8 @@ async def export_command(args: argparse.Namespace, settings: Settings) -> int:
 
 
 async def ingest_command(args: argparse.Namespace, settings: Settings) -> int:
+    from librarian_async.sneakernet import ManifestError, ingest_manifest
+
     progress = ProgressLine(sys.stderr) if sys.stderr.isatty() else None
     try:
         async with database(settings) as app:

@@ -15,7 +15,6 @@ from librarian_async.db import peers
 from librarian_async.db.models import Librarian, User
 from librarian_async.enums import AuthLevel, parse_enum
 from librarian_async.errors import ConfigError
-from librarian_async.remote.ping import check_peer
 from librarian_async.security import encrypt_secret, hash_password
 
 PASSWORD_ENV = "LIBRARIAN_USER_PASSWORD"
@@ -81,6 +80,8 @@ async def add_librarian(args: argparse.Namespace, settings: Settings) -> int:
         transfers_enabled=True,
     )
     if not args.no_check:
+        from librarian_async.remote.ping import check_peer  # the HTTP client only when used
+
         await check_peer(row.url, row.port, args.authenticator, expected_name=args.name)
     async with database(settings) as app, app.sessions.begin() as session:
         await peers.add_librarian(session, row)

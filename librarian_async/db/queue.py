@@ -5,6 +5,13 @@ Callers own the transaction. A batch is *due* when it is neither consumed nor fa
 attempt (``retries``) and pushes ``next_attempt_at`` out by a lease *before* any byte moves:
 an exception, a cancellation or a crash during the hand-off has already been counted, and
 the batch becomes due again when the lease ends; no batch can block the queue.
+
+The lease also covers the step after the hand-off: a consumed batch stays the consumer's
+until it has tried to tell the peer STAGED (it then completes the batch, or releases the
+lease at once when the peer could not be told); only then, or once the lease ends after a
+crash, does check_consumed_queue take it. Without this, check_consumed_queue, which runs
+concurrently, could ask STAGED a second time after the receiver had already ingested the
+files, read the refusal as a failure and fail transfers that had arrived.
 """
 
 from __future__ import annotations
@@ -87,12 +94,18 @@ async def _set(session: AsyncSession, item_id: int, **values: Any) -> None:
 async def mark_consumed(
     session: AsyncSession, item: SendQueueItem, *, now: datetime, seconds: float
 ) -> None:
-    """The method moved every byte of the batch (in ``seconds``, kept for the throughput)."""
+    """The method moved every byte of the batch (in ``seconds``, kept for the throughput);
+    the consumer's lease stays until :func:`release` or the batch is completed."""
     data = {**item.transfer_data, "hand_off_seconds": seconds}
     await _set(
-        session, item.id, consumed=True, consumed_time=now, next_attempt_at=None,
-        last_error=None, transfer_data=data,
-    )  # fmt: skip
+        session, item.id, consumed=True, consumed_time=now, last_error=None, transfer_data=data
+    )
+
+
+async def release(session: AsyncSession, item_id: int, *, error: str) -> None:
+    """End the lease of a consumed batch that the peer could not be told about:
+    check_consumed_queue takes it on its next run."""
+    await _set(session, item_id, next_attempt_at=None, last_error=error)
 
 
 async def retry_later(session: AsyncSession, item_id: int, *, error: str, at: datetime) -> None:
@@ -125,15 +138,17 @@ async def mark_completed(session: AsyncSession, item: SendQueueItem, *, now: dat
 
 
 async def consumed_items(
-    session: AsyncSession, *, after_id: int, limit: int
+    session: AsyncSession, *, now: datetime, after_id: int, limit: int
 ) -> Sequence[SendQueueItem]:
-    """Handed-off batches not finished yet, to enabled peers, in id order (keyset)."""
+    """Handed-off batches not finished yet and no longer leased by their consumer, to
+    enabled peers, in id order (keyset)."""
     query = (
         select(SendQueueItem)
         .where(
             SendQueueItem.consumed.is_(True),
             SendQueueItem.completed.is_(False),
             SendQueueItem.failed.is_(False),
+            or_(SendQueueItem.next_attempt_at.is_(None), SendQueueItem.next_attempt_at <= now),
             SendQueueItem.id > after_id,
             _to_enabled_peer(),
         )

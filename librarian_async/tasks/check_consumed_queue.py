@@ -27,7 +27,8 @@ PAGE = 64
 async def run(task: TaskContext, params: CheckConsumedQueueConfig) -> Report:
     """Tell peers STAGED for consumed, unfinished batches and complete them.
 
-    Reads: consumed, not completed, not failed ``send_queue`` items (keyset on id).
+    Reads: consumed, not completed, not failed ``send_queue`` items whose consumer's lease
+    has ended (keyset on id).
     Writes: their transfers (STAGED, or FAILED where the peer refuses one), the items
     (completed) and ``completed_transfers``. Safe to rerun: a peer answers a repeated
     STAGED for a transfer already STAGED as modified, and our moves are conditional.
@@ -48,7 +49,9 @@ async def run(task: TaskContext, params: CheckConsumedQueueConfig) -> Report:
 
 async def _page(task: TaskContext, after_id: int) -> Sequence[SendQueueItem]:
     async with task.app.sessions() as session:
-        return await queue.consumed_items(session, after_id=after_id, limit=PAGE)
+        return await queue.consumed_items(
+            session, now=task.app.now(), after_id=after_id, limit=PAGE
+        )
 
 
 async def _check(

@@ -9,7 +9,9 @@ alone), at most ``peer_inflight_limit`` batches at a time per peer:
 4. the batch is consumed; then at once ``checkin/update`` STAGED and the batch completed.
 
 Our methods finish during the hand-off, so step 4 needs no later status poll; when the peer
-cannot be told (step 4 fails), check_consumed_queue finishes the batch on a later run.
+cannot be told (step 4 fails), the batch's lease is released and check_consumed_queue
+finishes it on a later run (never before: the lease keeps the two apart, see
+:mod:`librarian_async.db.queue`).
 A failed attempt (any exception, a refusal, an unreachable peer) is retried after an
 exponential backoff; after ``max_queue_retries`` retries the batch fails on both sides.
 """
@@ -196,6 +198,8 @@ class Consumer:
             staged = await finish_batch(self.app, item.id, client)
         except PeerError as error:
             log.warning("batch %d: %s not told STAGED yet: %s", item.id, item.destination, error)
+            async with self.app.sessions.begin() as session:
+                await queue.release(session, item.id, error=f"STAGED not confirmed: {error}")
             self.report.add("awaiting_check")
             return
         self.report.add("staged", staged)

@@ -6,6 +6,7 @@ concatenation of the files, in the order of ``ids``. Checksums come from hashlib
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import os
 from collections.abc import AsyncIterator
@@ -17,6 +18,7 @@ import httpx
 import pytest
 import xxhash
 
+from librarian_async.api import upload as upload_module
 from librarian_async.context import Context
 from librarian_async.db.models import IncomingTransfer, Store
 from librarian_async.enums import TransferStatus
@@ -401,3 +403,32 @@ async def test_http_without_a_url_advertises_our_upload_endpoint(
     assert response.json()["transfer_providers"]["http"] == {"url": expected}
     response = await post(client, "clone/batch_stage", batch | {"uploads": [single("c")]}, "peer-a")
     assert list(response.json()["async_transfer_providers"]) == ["rsync"]
+
+
+async def test_a_cancelled_upload_stops_its_writer_before_the_cleanup(tmp_path: Path) -> None:
+    """Cancelled while a piece is in a worker thread and the next is being gathered: the
+    cancellation returns only once the thread is done, so the cleanup that follows
+    (``fail_rest``, as ``receive`` does) leaves nothing in staging."""
+    path = tmp_path / "staging" / "a.uvh5"
+    path.parent.mkdir()
+    size = 3 * upload_module.PIECE_SIZE
+    target = upload_module.Target(1, path, size, checksum_of(b"x" * size), "md5")
+    gathering = asyncio.Event()
+
+    class StalledBody:
+        async def stream(self) -> AsyncIterator[bytes]:
+            yield b"x" * upload_module.PIECE_SIZE  # handed to a worker thread at once
+            gathering.set()
+            yield b"x" * 1000
+            await asyncio.Event().wait()  # the sender stalls: the loop is cancelled here
+
+    writer = upload_module.StagingWriter([target])
+    body = upload_module.write_body(StalledBody(), writer)  # type: ignore[arg-type]
+    writing = asyncio.create_task(body)
+    await gathering.wait()
+    writing.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await writing
+    await asyncio.to_thread(writer.fail_rest)
+    assert os.listdir(path.parent) == []
+    assert writer.failed_ids() == [1]

@@ -9,8 +9,9 @@ from pathlib import Path
 
 from librarians import Librarian, librarian_pair
 from remote.serving import closed_port
+from sqlalchemy import update
 
-from librarian_async.db.models import IncomingTransfer, OutgoingTransfer
+from librarian_async.db.models import IncomingTransfer, OutgoingTransfer, SendQueueItem
 from librarian_async.enums import TransferStatus
 
 from .network import (
@@ -226,3 +227,32 @@ async def test_destination_dies_in_the_middle_of_a_batch(
         for _ in range(2):
             await clone_round(source, dest)
         await assert_all_delivered(source, dest, files)
+
+
+async def test_the_queue_checker_waits_for_the_consumers_lease(
+    database_url: str, second_database_url: str, tmp_path: Path
+) -> None:
+    """A consumed batch whose STAGED call was never confirmed (a consumer killed right after
+    the hand-off) is the checker's only once the consumer's lease has ended: run beside a
+    live consumer, it must not ask STAGED a second time while the receiver ingests."""
+    files = sample_files(6)
+    async with librarian_pair(database_url, second_database_url, tmp_path) as (source, dest):
+        clock = Clock(source)
+        await add_files(source, files)
+        await run_tasks(source, SOURCE_CONFIG, "Clone sender", "Queue consumer")
+        async with source.app.sessions.begin() as session:  # as the killed consumer left it
+            await session.execute(
+                update(SendQueueItem).values(
+                    completed=False, next_attempt_at=source.app.now() + timedelta(minutes=30)
+                )
+            )
+
+        [leased] = await run_tasks(source, SOURCE_CONFIG, "Queue checker")
+        clock.advance(timedelta(hours=1))
+        [expired] = await run_tasks(source, SOURCE_CONFIG, "Queue checker")
+
+        assert leased.report.counts == {}
+        assert expired.report.counts == {"batches_completed": 1, "staged": len(files)}
+        await run_tasks(dest, DESTINATION_CONFIG, "Clone receiver")
+        await assert_all_delivered(source, dest, files)
+

@@ -28,9 +28,11 @@ examples/inter-librarian-*.json with the soft timeouts removed, ``send_batch_siz
 
 Next to each case, in the same run: ``rsync -a --files-from`` of the same files into a fresh
 folder, once before and once after the pipeline (the mean is the baseline: on this virtual
-machine the speed of writing new pages drifts by 2x within minutes). The files are
-page-cached first and dirty pages are flushed (untimed) before each measurement. Every
-destination folder is new; this run's folder under --scratch is removed only after all cases.
+machine the speed of writing new pages drifts by 2x within minutes); the ``sync`` after
+each is timed too and printed as "rsync -a + sync", the durable copy that the pipeline
+makes (rsync -a alone leaves it dirty in the page cache). The files are page-cached first
+and dirty pages are flushed (untimed) before each measurement. Every destination folder is
+new; this run's folder under --scratch is removed only after all cases.
 """
 
 from __future__ import annotations
@@ -485,10 +487,12 @@ def warm_files(folder: Path, listing: Path) -> None:
     )
 
 
-def rsync_baseline(folder: Path, listing: Path, target: Path) -> float:
-    """Seconds of ``rsync -a`` of the listed files into the new folder ``target``."""
+def rsync_baseline(folder: Path, listing: Path, target: Path) -> tuple[float, float]:
+    """Seconds of ``rsync -a`` of the listed files into the new folder ``target``, and of
+    the ``sync`` after it (what making its copy durable, as the pipeline does, would add)."""
     flush_dirty_pages()
-    return bench_local.timed(f"rsync -a --files-from={listing} {folder}/ {target}/")
+    copy = bench_local.timed(f"rsync -a --files-from={listing} {folder}/ {target}/")
+    return copy, bench_local.timed("sync")
 
 
 # --- checking -----------------------------------------------------------------------------------
@@ -607,6 +611,7 @@ class Case:
     batch: int
     files: int
     rsync_runs: list[float] = field(default_factory=list)  # before and after the pipeline
+    rsync_syncs: list[float] = field(default_factory=list)  # the sync after each of them
     stages: list[StageRun] = field(default_factory=list)
     rounds: int = 0
     problems: list[str] = field(default_factory=list)
@@ -617,6 +622,10 @@ class Case:
     @property
     def label(self) -> str:
         return f"{self.backend}/{self.method}/{self.data_set}/b{self.batch}"
+
+    def add_rsync(self, copy: float, sync: float) -> None:
+        self.rsync_runs.append(copy)
+        self.rsync_syncs.append(sync)
 
     @property
     def rsync_seconds(self) -> float:
@@ -732,7 +741,7 @@ def bench_case(args: argparse.Namespace, case: Case, sums: dict[str, str], stamp
         for peer in (source, destination):
             peer.wait_until_serving()
         warm_files(data, listing)
-        case.rsync_runs.append(rsync_baseline(data, listing, folder / "rsync-before"))
+        case.add_rsync(*rsync_baseline(data, listing, folder / "rsync-before"))
         warm_files(data, listing)
         flush_dirty_pages()
         state = asyncio.run(pipeline_state(source, destination))
@@ -743,7 +752,7 @@ def bench_case(args: argparse.Namespace, case: Case, sums: dict[str, str], stamp
         else:
             run_in_rounds(case, configs, workers, state)
         state = asyncio.run(pipeline_state(source, destination))
-        case.rsync_runs.append(rsync_baseline(data, listing, folder / "rsync-after"))
+        case.add_rsync(*rsync_baseline(data, listing, folder / "rsync-after"))
         spot_problems = asyncio.run(spot_check(destination, case.data_set, sums))
         case.problems = verify(state, case.files, spot_problems)
         if case.rounds > 1:
@@ -778,7 +787,15 @@ def print_stage_details(cases: list[Case]) -> None:
                 print(f"{'':32}problem: {problem[:150]}")
     for case in cases:
         runs = ", ".join(f"{case.megabytes / seconds:.1f}" for seconds in case.rsync_runs)
-        print(f"{case.label}: rsync -a before and after the pipeline: {runs} MB/s")
+        durable = ", ".join(
+            f"{case.megabytes / (copy + sync):.1f}"
+            for copy, sync in zip(case.rsync_runs, case.rsync_syncs, strict=True)
+        )
+        ours = case.megabytes / case.seconds
+        print(
+            f"{case.label}: rsync -a before and after the pipeline: {runs} MB/s; "
+            f"rsync -a + sync (durable, like the pipeline): {durable} MB/s; pipeline {ours:.1f}"
+        )
     for case in cases:
         for side, counted in case.requests.items():
             listed = ", ".join(f"{key}={n}" for key, n in sorted(counted.items()))

@@ -76,11 +76,13 @@ def _problem(error: PeerError) -> str:
 
 
 async def read_pieces(moves: Sequence[FileMove]) -> AsyncGenerator[bytes, None]:
-    """The concatenated bytes of ``moves``, one piece per worker-thread hop."""
+    """The concatenated bytes of ``moves``, read a piece per worker-thread hop; a piece's
+    parts (one per file it spans) are sent as they are, never joined into one copy."""
     reader = ConcatenatedReader(moves)
     try:
-        while piece := await run_interruptible(reader.read_piece, PIECE_SIZE):
-            yield piece
+        while parts := await run_interruptible(reader.read_piece, PIECE_SIZE):
+            for part in parts:
+                yield part
     finally:
         reader.close()
 
@@ -98,8 +100,8 @@ class ConcatenatedReader:
         self._file: BinaryIO | None = None
         self._left = 0
 
-    def read_piece(self, size: int, *, stop: threading.Event | None = None) -> bytes:
-        """Up to ``size`` bytes, from as many files as needed; ``b""`` at the end."""
+    def read_piece(self, size: int, *, stop: threading.Event | None = None) -> list[bytes]:
+        """Up to ``size`` bytes, in one part per file they come from; none at the end."""
         parts: list[bytes] = []
         wanted = size
         while wanted > 0 and self._index < len(self._moves):
@@ -112,7 +114,7 @@ class ConcatenatedReader:
                 wanted -= len(part)
             if not self._left:
                 self._next()
-        return b"".join(parts)
+        return parts
 
     def close(self) -> None:
         if self._file is not None:

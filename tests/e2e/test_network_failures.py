@@ -255,4 +255,3 @@ async def test_the_queue_checker_waits_for_the_consumers_lease(
         assert expired.report.counts == {"batches_completed": 1, "staged": len(files)}
         await run_tasks(dest, DESTINATION_CONFIG, "Clone receiver")
         await assert_all_delivered(source, dest, files)
-

@@ -156,42 +156,42 @@ class Completer:
         """Complete each item's transfer (unless it is already) and record the copy; each
         item comes back, in order, with None or the refusal (400 or 406) that left it
         unchanged."""
-        accepted, outcomes = await self._check(items)
+        accepted, refusals = await self._check(items)
         pending = {
-            row.id: item.destination_transfer_id
-            for item, row, _ in accepted
+            row.id: items[position].destination_transfer_id
+            for position, row, _ in accepted
             if row.status != S.COMPLETED and can_complete("outgoing", row.status)
         }
         completed = await transfers.complete_outgoing(self.session, pending, at=self.now)
         copies = []
-        for item, row, peer in accepted:
+        for position, row, peer in accepted:
             if row.status == S.COMPLETED or row.id in completed:
-                outcomes.append((item, None))
-                copies.append(transfers.RemoteCopy(row.file_name, peer.id, item.store_id))
+                store_id = items[position].store_id
+                copies.append(transfers.RemoteCopy(row.file_name, peer.id, store_id))
             else:
                 reason = f"outgoing transfer {row.id} is {row.status.name}, not ONGOING or STAGED"
-                outcomes.append((item, ProtocolError.of(406, reason, CHECK_STATUS)))
+                refusals[position] = ProtocolError.of(406, reason, CHECK_STATUS)
         await transfers.record_remote_instances(
             self.session, copies, copy_time=self.now, sender=self.caller.username
         )
-        order = {id(item): index for index, item in enumerate(items)}
-        return sorted(outcomes, key=lambda outcome: order[id(outcome[0])])
+        return [(item, refusals.get(position)) for position, item in enumerate(items)]
 
     async def _check(
         self, items: Sequence[CompleteRequest]
-    ) -> tuple[list[tuple[CompleteRequest, OutgoingTransfer, Librarian]], list[Outcome]]:
-        """The items naming the caller's transfers to a known peer, and the refused ones."""
+    ) -> tuple[list[tuple[int, OutgoingTransfer, Librarian]], dict[int, ProtocolError]]:
+        """The items (by position) naming the caller's transfers to a known peer, and the
+        refusals of the others."""
         ids = {item.source_transfer_id for item in items}
         rows = await transfers.outgoing_by_ids(self.session, ids)
         accepted = []
-        refused: list[Outcome] = []
-        for item in items:
+        refusals: dict[int, ProtocolError] = {}
+        for position, item in enumerate(items):
             try:
                 row = _checked_outgoing(self.caller, item.source_transfer_id, rows)
-                accepted.append((item, row, await self._destination(row)))
+                accepted.append((position, row, await self._destination(row)))
             except ProtocolError as refusal:
-                refused.append((item, refusal))
-        return accepted, refused
+                refusals[position] = refusal
+        return accepted, refusals
 
     async def _destination(self, row: OutgoingTransfer) -> Librarian:
         if row.destination not in self.destinations:

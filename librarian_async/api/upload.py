@@ -64,7 +64,6 @@ from librarian_async.storage.store import LocalStore, temporary_sibling
 ROUTE_NAME = "upload"
 PIECE_SIZE = 4 * 1024 * 1024
 MAX_IDS = 10_000
-UPLOADABLE = transfers.TAKING_BYTES
 SEND_AGAIN = "Check the sender's copies, then send these files again."
 
 
@@ -136,7 +135,7 @@ def check_rows(caller: Caller, ids: Sequence[int], rows: Mapping[int, IncomingTr
     if unknown:
         reason = f"no incoming transfer {_listed(unknown)} from {caller.username!r}"
         raise refusal(404, reason, "Check the transfer ids.", unknown)
-    closed = [i for i in ids if rows[i].status not in UPLOADABLE]
+    closed = [i for i in ids if rows[i].status not in transfers.TAKING_BYTES]
     if closed:
         states = ", ".join(f"{i} is {rows[i].status.name}" for i in closed[:3])
         reason = f"only INITIATED or ONGOING transfers take bytes: {states}"

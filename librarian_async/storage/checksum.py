@@ -237,12 +237,12 @@ def _hash_one(path: Path, alg: str, stop: threading.Event | None, buffer: memory
 
 def _pump(
     reader: _Reader,
-    hasher: Hasher,
+    hasher: Hasher | None,
     buffer: memoryview,
     stop: threading.Event | None,
     writer: BinaryIO | None = None,
 ) -> int:
-    """Read all of ``reader`` chunk by chunk into one buffer, hashing (and copying) each.
+    """Read all of ``reader`` chunk by chunk into one buffer, hashing and/or copying each.
 
     A copy hands its written bytes to the disk every ``WRITEBACK_BYTES`` (see
     :func:`start_writeback`), so the disk writes while we hash the next chunks."""
@@ -252,7 +252,8 @@ def _pump(
         count = reader.readinto(buffer) or 0
         if count == 0:
             return size
-        hasher.update(buffer[:count])
+        if hasher is not None:
+            hasher.update(buffer[:count])
         if writer is not None:
             writer.write(buffer[:count])
             unflushed += count
@@ -364,12 +365,33 @@ def _copy_one(
         _removed_on_failure(target),
     ):
         size = _pump(reader, hasher, buffer, stop, writer)
-        writer.flush()
-        if sync:
-            os.fsync(writer.fileno())
-        elif size >= WRITEBACK_MIN_BYTES:  # the batch's sync finds it already on its way
-            start_writeback(writer.fileno())
+        _finish_copy(writer, size, sync)
     return FileDigest(format_checksum(alg, hasher.hexdigest()), size)
+
+
+def copy_file_sync(source: Path, target: Path, stop: threading.Event | None = None) -> int:
+    """Copy ``source`` (read as a stream: a FIFO works too) to the new path ``target`` in
+    the calling thread, without hashing and without fsync; the bytes copied. For copies
+    whose bytes another party verifies and makes durable; nothing is left at ``target``
+    when it fails."""
+    with (
+        open(source, "rb", buffering=0) as reader,
+        open(target, "xb") as writer,
+        _removed_on_failure(target),
+    ):
+        size = _pump(reader, None, thread_buffer(CHUNK_SIZE), stop, writer)
+        _finish_copy(writer, size, sync=False)
+    return size
+
+
+def _finish_copy(writer: BinaryIO, size: int, sync: bool) -> None:
+    """fsync a finished copy, or, unsynced, hand a big one's bytes to the disk now (the
+    caller's later sync finds them already on their way)."""
+    writer.flush()
+    if sync:
+        os.fsync(writer.fileno())
+    elif size >= WRITEBACK_MIN_BYTES:
+        start_writeback(writer.fileno())
 
 
 def _copy_tree(

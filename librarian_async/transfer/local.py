@@ -26,17 +26,13 @@ from pathlib import Path
 from librarian_async.errors import ChecksumError, TransferError
 from librarian_async.remote.client import PeerClient
 from librarian_async.storage.checksum import (
-    CHUNK_SIZE,
-    WRITEBACK_BYTES,
     FileDigest,
-    Interrupted,
     checksums_match,
     copy_and_hash_sync,
+    copy_file_sync,
     parse_checksum,
     remove_file_or_tree,
     run_interruptible,
-    start_writeback,
-    thread_buffer,
 )
 from librarian_async.storage.store import temporary_sibling
 from librarian_async.transfer.base import Fields, FileMove, group_moves
@@ -98,29 +94,7 @@ def _copy(move: FileMove, target: Path, stop: threading.Event | None) -> int:
         copied = copy_and_hash_sync(move.source, target, algorithm, stop)
         _require_checksum(move, copied)
         return copied.size
-    return copy_file_unsynced(move.source, target, stop)
-
-
-def copy_file_unsynced(source: Path, target: Path, stop: threading.Event | None) -> int:
-    """Copy a file to the new path ``target`` without fsync; the bytes copied. The disk
-    starts writing every ``WRITEBACK_BYTES`` and at the end (the receiver's fsync finds the
-    bytes on their way)."""
-    buffer = thread_buffer(CHUNK_SIZE)
-    size = unflushed = 0
-    with open(source, "rb", buffering=0) as reader, open(target, "xb") as writer:
-        while True:
-            if stop is not None and stop.is_set():
-                raise Interrupted
-            count = reader.readinto(buffer) or 0
-            if count == 0 or unflushed >= WRITEBACK_BYTES:
-                writer.flush()
-                start_writeback(writer.fileno())
-                unflushed = 0
-            if count == 0:
-                return size
-            writer.write(buffer[:count])
-            size += count
-            unflushed += count
+    return copy_file_sync(move.source, target, stop)
 
 
 def _require_size(move: FileMove, size: int) -> None:

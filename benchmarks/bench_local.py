@@ -12,7 +12,8 @@ after mass deletions). Each measurement is a whole ``run --once`` process of one
 entry, timed from outside, with the files in the page cache (warmed first, as are the
 reference tools). Limits measured on the same files: ``md5sum`` in one process and with
 ``xargs -P2``; for the clone, ``cp`` and ``sync`` followed by ``md5sum`` of the copy (two
-passes), and the disk's durable write speed (``dd conv=fsync`` of as many bytes): a clone
+passes), and the disk's durable write speed (``dd oflag=direct conv=fsync`` of as many
+bytes, around the page cache as the clone writes its big files): a clone
 must make its copies durable, so it can never beat that disk, however fast it hashes.
 Clone destinations are fresh folders; they are removed only after all measurements.
 """
@@ -26,6 +27,7 @@ import json
 import os
 import random
 import re
+import resource
 import shutil
 import subprocess
 import sys
@@ -64,6 +66,7 @@ class Measurement:
     run_seconds: float  # the task's run alone, as the scheduler timed it
     loop_lag_ms: float
     peak_rss_mib: float
+    cpu_seconds: float  # user + system time of the process (both cores count)
     outcome: str
 
     def row(self) -> str:
@@ -77,19 +80,20 @@ class Measurement:
             f"{self.files / self.run_seconds:7.0f} {run_rate:7.1f} "
             f"{self.limit_name:10} {limit_rate:7.1f} {rate / limit_rate:5.2f} "
             f"{run_rate / limit_rate:5.2f} {self.peak_rss_mib:6.1f} {self.loop_lag_ms:6.1f} "
-            f"{self.outcome}"
+            f"{self.cpu_seconds:5.2f} {self.outcome}"
         )
 
 
 HEADER = (
     f"{'task':18} {'backend':10} {'set':6} {'files':>6} {'time':>7} {'files/s':>7} "
     f"{'MB/s':>7} {'run f/s':>7} {'run MB/s':>7} {'limit':10} {'lim MB/s':>7} {'ratio':>5} "
-    f"{'run r':>5} {'RSS MB':>6} {'lag ms':>6} outcome"
+    f"{'run r':>5} {'RSS MB':>6} {'lag ms':>6} {'cpu s':>5} outcome"
 )
 LEGEND = (
     "time, files/s, MB/s, ratio: the whole run --once process (start-up included); "
     "run f/s, run MB/s, run r: the task's run alone; ratio = our MB/s / the limit's MB/s; "
-    "RSS MB: peak resident memory (MiB); lag ms: worst event-loop lateness."
+    "RSS MB: peak resident memory (MiB); lag ms: worst event-loop lateness; "
+    "cpu s: user + system seconds of the process."
 )
 
 
@@ -151,12 +155,14 @@ def clone_limit(folder: Path, scratch: Path) -> float:
 
 
 def disk_write_limit(scratch: Path, size: int) -> float:
-    """Seconds for ``dd`` to write ``size`` bytes to one new file and fsync it: what the
-    disk can make durable, the ceiling of any clone, whatever it hashes."""
+    """Seconds for ``dd`` to write ``size`` bytes to one new file around the page cache (as
+    the clone writes big files) and fsync it: what the disk can make durable, the ceiling of
+    any clone, whatever it hashes."""
     target = scratch / f"dd-{uuid.uuid4().hex[:8]}"
     megabytes = max(1, size // MIB)
     try:
-        return timed(f"dd if=/dev/zero of={target} bs=1M count={megabytes} conv=fsync 2>/dev/null")
+        flags = "oflag=direct conv=fsync"
+        return timed(f"dd if=/dev/zero of={target} bs=1M count={megabytes} {flags} 2>/dev/null")
     finally:
         target.unlink(missing_ok=True)
 
@@ -274,9 +280,9 @@ def profiler(name: str) -> list[str]:
 
 def run_once(
     url: str, config: dict[str, list[dict[str, object]]], scratch: Path, concurrency: int
-) -> tuple[float, float, float, float, str]:
-    """Time one ``run --once`` process: seconds, the run's own seconds, loop lag, peak RSS
-    and the outcome line."""
+) -> tuple[float, float, float, float, float, str]:
+    """Time one ``run --once`` process: seconds, the run's own seconds, loop lag, peak RSS,
+    CPU seconds and the outcome line."""
     for entries in config.values():
         for entry in entries:
             if concurrency:
@@ -289,6 +295,7 @@ def run_once(
         "LIBRARIAN_LOG_LEVEL": "WARNING",
     }
     os.sync()  # (untimed) the previous measurement's writes must not slow this one
+    used_before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.perf_counter()
     done = subprocess.run(
         [
@@ -306,13 +313,15 @@ def run_once(
         text=True,
     )
     seconds = time.perf_counter() - started
+    used = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = used.ru_utime + used.ru_stime - used_before.ru_utime - used_before.ru_stime
     stats = STATS.search(done.stdout)
     lag, rss = (float(stats.group(1)), float(stats.group(2))) if stats else (-1.0, -1.0)
     summary = done.stdout.strip().splitlines()[-1] if done.stdout.strip() else done.stderr[-300:]
     ran = RUN_TIME.search(summary)
     run_seconds = float(ran.group(1)) if ran else seconds
     outcome = f"exit={done.returncode} {summary.split(' (')[0]}"
-    return seconds, run_seconds, lag, rss, outcome
+    return seconds, run_seconds, lag, rss, cpu, outcome
 
 
 def integrity_entry(name: str) -> dict[str, list[dict[str, object]]]:

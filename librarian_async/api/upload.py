@@ -59,6 +59,13 @@ from librarian_async.storage.checksum import (
     start_writeback,
     stat_fingerprint,
 )
+from librarian_async.storage.direct import (
+    DIRECT_CHUNK,
+    DIRECT_MIN_BYTES,
+    DirectFile,
+    aligned_buffer,
+    create_direct,
+)
 from librarian_async.storage.store import LocalStore, temporary_sibling
 
 ROUTE_NAME = "upload"
@@ -289,6 +296,7 @@ class StagingWriter:
         self.verified: dict[int, str] = {}  # transfer id -> stat of its staged file
         self._index = 0
         self._file: StagingFile | None = None
+        self._direct_buffer: memoryview | None = None  # shared by its files, one at a time
 
     def write(self, piece: Sequence[bytes], *, stop: threading.Event | None = None) -> None:
         """Write the chunks of ``piece`` in order, across as many files as they span."""
@@ -341,7 +349,7 @@ class StagingWriter:
         """Close every complete file (empty ones at once); the one to write to, if any."""
         while self._index < len(self.targets):
             if self._file is None:
-                self._file = StagingFile(self.targets[self._index])
+                self._file = self._open(self.targets[self._index])
             if self._file.left:
                 return self._file
             found = self._file.commit()
@@ -355,17 +363,29 @@ class StagingWriter:
             self._index += 1
         return None
 
+    def _open(self, target: Target) -> "StagingFile":
+        if target.size < DIRECT_MIN_BYTES:
+            return StagingFile(target, None)
+        if self._direct_buffer is None:
+            self._direct_buffer = aligned_buffer(DIRECT_CHUNK)
+        return StagingFile(target, self._direct_buffer)
+
 
 class StagingFile:
-    """One file being received: a temporary sibling of its staging file, hashed as it grows."""
+    """One file being received: a temporary sibling of its staging file, hashed as it grows.
 
-    def __init__(self, target: Target) -> None:
+    With a ``direct_buffer`` it is written around the page cache where the filesystem allows
+    (:mod:`librarian_async.storage.direct`): receive_clone moves it into the store without
+    reading it again, so caching its pages would only push other data out.
+    """
+
+    def __init__(self, target: Target, direct_buffer: memoryview | None) -> None:
         self.target = target
         self.left = target.size
         self.temporary = temporary_sibling(target.path)
         target.path.parent.mkdir(parents=True, exist_ok=True)
         self._hasher = new_hasher(target.algorithm)
-        self._file: BinaryIO = open(self.temporary, "xb")  # noqa: SIM115 - closed in commit
+        self._file = _create(self.temporary, direct_buffer)
 
     def write(self, data: memoryview) -> None:
         self._file.write(data)
@@ -377,8 +397,11 @@ class StagingFile:
 
         A mismatch also removes what an earlier attempt left at the staging name.
         """
-        self._file.flush()
-        start_writeback(self._file.fileno())  # receive_clone's fsync then finds it written
+        if isinstance(self._file, DirectFile):
+            self._file.finish()
+        else:
+            self._file.flush()
+            start_writeback(self._file.fileno())  # receive_clone's fsync then finds it written
         self._file.close()
         found = format_checksum(self.target.algorithm, self._hasher.hexdigest())
         if checksums_match(found, self.target.checksum):
@@ -391,6 +414,13 @@ class StagingFile:
     def discard(self) -> None:
         self._file.close()
         remove_file_or_tree(self.temporary)
+
+
+def _create(path: Path, direct_buffer: memoryview | None) -> DirectFile | BinaryIO:
+    """A new file at ``path``: direct with a buffer where the filesystem allows, else cached."""
+    if direct_buffer is not None and (descriptor := create_direct(path)) is not None:
+        return DirectFile(descriptor, direct_buffer)
+    return open(path, "xb")  # closed by StagingFile.commit or discard
 
 
 def _listed(ids: Sequence[int]) -> str:

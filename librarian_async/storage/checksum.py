@@ -42,6 +42,13 @@ from typing import Any, BinaryIO, Protocol, TypeVar
 import xxhash
 
 from librarian_async.errors import ChecksumError
+from librarian_async.storage.direct import (
+    DIRECT_CHUNK,
+    DIRECT_MIN_BYTES,
+    aligned_thread_buffer,
+    create_direct,
+    write_direct,
+)
 
 DEFAULT_ALGORITHM = "md5"
 CHUNK_SIZE = 64 * 1024
@@ -359,14 +366,71 @@ def _copy_one(
     sync: bool = True,
 ) -> FileDigest:
     hasher = new_hasher(alg)
-    with (
-        open(source, "rb", buffering=0) as reader,
-        open(target, "xb") as writer,
-        _removed_on_failure(target),
-    ):
-        size = _pump(reader, hasher, buffer, stop, writer)
-        _finish_copy(writer, size, sync)
+    with open(source, "rb", buffering=0) as reader:
+        direct = None
+        if os.fstat(reader.fileno()).st_size >= DIRECT_MIN_BYTES:
+            direct = create_direct(target)
+        if direct is not None:
+            size = _copy_direct(reader, hasher, stop, direct, target, sync, len(buffer))
+        else:
+            with open(target, "xb") as writer, _removed_on_failure(target):
+                size = _pump(reader, hasher, buffer, stop, writer)
+                _finish_copy(writer, size, sync)
     return FileDigest(format_checksum(alg, hasher.hexdigest()), size)
+
+
+def _copy_direct(
+    reader: _Reader,
+    hasher: Hasher,
+    stop: threading.Event | None,
+    descriptor: int,
+    target: Path,
+    sync: bool,
+    chunk_size: int,
+) -> int:
+    """Copy into the open direct ``descriptor`` (closed here): read and hash in chunks of
+    ``chunk_size`` straight into an aligned buffer, write it a :data:`DIRECT_CHUNK` at a
+    time (see :mod:`librarian_async.storage.direct`)."""
+    buffer = aligned_thread_buffer(DIRECT_CHUNK)
+    size = 0
+    with _closing_descriptor(descriptor), _removed_on_failure(target):
+        while filled := _fill(reader, hasher, buffer, chunk_size, stop):
+            write_direct(descriptor, buffer[:filled])
+            size += filled
+            if filled < len(buffer):
+                break
+        if sync:
+            os.fsync(descriptor)
+    return size
+
+
+def _fill(
+    reader: _Reader,
+    hasher: Hasher,
+    buffer: memoryview,
+    chunk_size: int,
+    stop: threading.Event | None,
+) -> int:
+    """Read into ``buffer`` until it is full or the file ends, hashing each chunk as it comes
+    (while it is still in the CPU cache); the bytes read."""
+    filled = 0
+    while filled < len(buffer):
+        _check_stop(stop)
+        chunk = buffer[filled : filled + chunk_size]
+        count = reader.readinto(chunk) or 0
+        if count == 0:
+            break
+        hasher.update(chunk[:count])
+        filled += count
+    return filled
+
+
+@contextmanager
+def _closing_descriptor(descriptor: int) -> Iterator[int]:
+    try:
+        yield descriptor
+    finally:
+        os.close(descriptor)
 
 
 def copy_file_sync(source: Path, target: Path, stop: threading.Event | None = None) -> int:

@@ -17,12 +17,14 @@ from typing import Any
 import httpx
 import pytest
 import xxhash
+from direct_io import record_opens
 
 from librarian_async.api import upload as upload_module
 from librarian_async.context import Context
 from librarian_async.db.models import IncomingTransfer, Store
 from librarian_async.enums import TransferStatus
 from librarian_async.storage.checksum import stat_fingerprint
+from librarian_async.storage.direct import DIRECT_CHUNK, DIRECT_MIN_BYTES
 
 from .helpers import add_incoming, add_store, auth, incoming_rows, post, status_of
 
@@ -275,6 +277,55 @@ async def test_a_write_error_is_500_and_names_the_transfer(
     assert f"transfer {staged[1].transfer_id}" in body["reason"]
     assert staging_files(store) == expected_files(store, staged[:1])
     assert not staged[1].location.exists()
+
+
+# --- big files, written around the page cache -------------------------------------------------
+
+
+def big_contents() -> dict[str, bytes]:
+    return {
+        "a.uvh5": os.urandom(DIRECT_MIN_BYTES + 1),
+        "b.uvh5": os.urandom(2 * DIRECT_CHUNK),
+        "c.uvh5": os.urandom(DIRECT_CHUNK + 3),
+    }
+
+
+async def test_big_files_are_written_directly_and_a_bad_one_is_dropped(
+    client: httpx.AsyncClient, store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    staged = await stage(client, big_contents())
+    flags_seen = record_opens(monkeypatch)
+    body = bytearray(body_of(staged))
+    body[len(staged[0].content) + DIRECT_CHUNK + 5] ^= 1  # one bit of b
+    response = await upload(client, ids_of(staged), chunked(bytes(body), 65_521))
+    assert refusal(response, 422)["destination_transfer_ids"] == [staged[1].transfer_id]
+    assert any(flags & os.O_DIRECT for flags in flags_seen)
+    assert staging_files(store) == expected_files(store, [staged[0], staged[2]])
+    assert staged[0].location.read_bytes() == staged[0].content
+    assert staged[2].location.read_bytes() == staged[2].content
+
+
+async def test_a_body_ending_inside_a_big_file_stages_the_files_before_it(
+    client: httpx.AsyncClient, store: Store
+) -> None:
+    staged = await stage(client, big_contents())
+    cut = len(staged[0].content) + DIRECT_CHUNK + 100
+    response = await upload(client, ids_of(staged), chunked(body_of(staged)[:cut], 65_521))
+    assert refusal(response, 400)["destination_transfer_ids"] == ids_of(staged[1:])
+    assert staging_files(store) == expected_files(store, staged[:1])
+    assert staged[0].location.read_bytes() == staged[0].content
+
+
+async def test_big_files_are_staged_where_the_filesystem_refuses_direct_writes(
+    client: httpx.AsyncClient, store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    staged = await stage(client, big_contents())
+    flags_seen = record_opens(monkeypatch, refuse_direct=True)
+    response = await upload(client, ids_of(staged), body_of(staged))
+    assert response.status_code == 200, response.json()
+    assert any(flags & os.O_DIRECT for flags in flags_seen)
+    assert [item.location.read_bytes() for item in staged] == [item.content for item in staged]
+    assert staging_files(store) == expected_files(store, staged)
 
 
 # --- who and which transfers -----------------------------------------------------------------

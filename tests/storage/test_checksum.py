@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import errno
 import hashlib
 import os
 import threading
@@ -11,6 +12,7 @@ from pathlib import Path
 
 import pytest
 import xxhash
+from direct_io import record_opens
 
 from librarian_async.errors import ChecksumError
 from librarian_async.storage.checksum import (
@@ -26,6 +28,7 @@ from librarian_async.storage.checksum import (
     parse_checksum,
     run_interruptible,
 )
+from librarian_async.storage.direct import DIRECT_CHUNK, DIRECT_MIN_BYTES
 
 MD5_OF_ABC = "900150983cd24fb0d6963f7d28e17f72"
 
@@ -250,6 +253,65 @@ async def test_failed_directory_copy_leaves_no_target(tmp_path: Path) -> None:
     with pytest.raises(ChecksumError):
         await copy_and_hash(tree, tmp_path / "copy")
     assert not (tmp_path / "copy").exists()
+
+
+@pytest.mark.parametrize(
+    "size",
+    [DIRECT_MIN_BYTES, 2 * DIRECT_CHUNK, DIRECT_CHUNK + 12_345, 3 * DIRECT_CHUNK - 1],
+)
+async def test_big_copies_write_around_the_page_cache(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, size: int
+) -> None:
+    data = os.urandom(size)
+    (tmp_path / "source").write_bytes(data)
+    flags_seen = record_opens(monkeypatch)
+    digest = await copy_and_hash(tmp_path / "source", tmp_path / "target", "md5")
+    assert any(flags & os.O_DIRECT for flags in flags_seen)
+    assert (tmp_path / "target").read_bytes() == data
+    assert digest == FileDigest(f"md5:::{reference_hex('md5', data)}", size)
+
+
+async def test_small_copies_go_through_the_page_cache(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "source").write_bytes(b"x" * (DIRECT_MIN_BYTES - 1))
+    flags_seen = record_opens(monkeypatch)
+    await copy_and_hash(tmp_path / "source", tmp_path / "target")
+    assert not any(flags & os.O_DIRECT for flags in flags_seen)
+    assert (tmp_path / "target").stat().st_size == DIRECT_MIN_BYTES - 1
+
+
+async def test_a_filesystem_without_direct_writes_gets_a_cached_copy(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    data = os.urandom(DIRECT_CHUNK + 7)
+    (tmp_path / "source").write_bytes(data)
+    flags_seen = record_opens(monkeypatch, refuse_direct=True)
+    digest = await copy_and_hash(tmp_path / "source", tmp_path / "target", "sha256")
+    assert any(flags & os.O_DIRECT for flags in flags_seen)
+    assert (tmp_path / "target").read_bytes() == data
+    assert digest.checksum == f"sha256:::{reference_hex('sha256', data)}"
+    assert sorted(os.listdir(tmp_path)) == ["source", "target"]
+
+
+async def test_a_failed_direct_write_leaves_no_target(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "source").write_bytes(os.urandom(3 * DIRECT_CHUNK))
+    real_write = os.write
+    writes: list[int] = []
+
+    def full_disk(descriptor: int, data: bytes) -> int:
+        writes.append(len(data))
+        if len(writes) > 1:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_write(descriptor, data)
+
+    monkeypatch.setattr(os, "write", full_disk)
+    with pytest.raises(OSError, match="No space left"):
+        await copy_and_hash(tmp_path / "source", tmp_path / "target")
+    assert writes[0] == DIRECT_CHUNK
+    assert not (tmp_path / "target").exists()
 
 
 # --- cancellation and the event loop --------------------------------------------------------

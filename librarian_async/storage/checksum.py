@@ -181,7 +181,8 @@ async def _wait_for_thread(worker: asyncio.Future[T]) -> None:
         worker.exception()  # mark as retrieved: the caller is being cancelled anyway
 
 
-def _check_stop(stop: threading.Event | None) -> None:
+def raise_if_stopped(stop: threading.Event | None) -> None:
+    """Raise :class:`Interrupted` once ``stop`` is set (checked between chunks)."""
     if stop is not None and stop.is_set():
         raise Interrupted
 
@@ -255,7 +256,7 @@ def _pump(
     :func:`start_writeback`), so the disk writes while we hash the next chunks."""
     size = unflushed = 0
     while True:
-        _check_stop(stop)
+        raise_if_stopped(stop)
         count = reader.readinto(buffer) or 0
         if count == 0:
             return size
@@ -415,7 +416,7 @@ def _fill(
     (while it is still in the CPU cache); the bytes read."""
     filled = 0
     while filled < len(buffer):
-        _check_stop(stop)
+        raise_if_stopped(stop)
         chunk = buffer[filled : filled + chunk_size]
         count = reader.readinto(chunk) or 0
         if count == 0:

@@ -10,7 +10,8 @@ checksum in the catalogue). One such file never stops the others from being chec
 
 Speed: the next page is fetched while the current one is hashed; files are hashed in worker
 threads in batches (many small files per thread hop, big files alone), ``concurrency``
-batches at a time; a page with nothing wrong writes nothing.
+batches at a time; with a core to spare, a second thread reads big files ahead of the hash;
+a page with nothing wrong writes nothing.
 
 A store area that does not exist (an unmounted disk) fails the run rather than reporting
 every file as missing. Findings are written after each page, and for the finished part of a
@@ -22,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import threading
 from collections.abc import AsyncGenerator
 from dataclasses import dataclass
@@ -43,6 +45,7 @@ from librarian_async.storage.checksum import (
     parse_checksum,
     run_interruptible,
 )
+from librarian_async.storage.readahead import hash_files_sync, worth_reading_ahead
 from librarian_async.tasks.base import Report, TaskContext
 from librarian_async.tasks.batching import batches
 
@@ -117,11 +120,12 @@ async def _check_page(task: TaskContext, page: list[CheckCandidate], concurrency
     """Hash a page, ``concurrency`` batches at a time, then record its findings at once."""
     limiter = asyncio.Semaphore(concurrency)
     findings: dict[int, Finding] = {}
+    read_ahead = concurrency < (os.cpu_count() or 1)  # only with a core to spare
 
     async def check(batch: list[CheckCandidate]) -> None:
         async with limiter:
             if not task.budget.spent():
-                findings.update(await run_interruptible(_examine_batch, batch))
+                findings.update(await run_interruptible(_examine_batch, batch, read_ahead))
 
     try:
         async with asyncio.TaskGroup() as group:
@@ -131,22 +135,42 @@ async def _check_page(task: TaskContext, page: list[CheckCandidate], concurrency
         await asyncio.shield(_record_page(task, page, findings))
 
 
-def _examine_batch(batch: list[CheckCandidate], *, stop: threading.Event) -> dict[int, Finding]:
-    """In a worker thread: hash each file of the batch with its catalogued algorithm."""
-    return {candidate.instance_id: _examine(candidate, stop) for candidate in batch}
+def _examine_batch(
+    batch: list[CheckCandidate], read_ahead: bool, *, stop: threading.Event
+) -> dict[int, Finding]:
+    """In a worker thread: hash each file of the batch with its catalogued algorithm; with
+    ``read_ahead``, big files with a second thread reading ahead (see
+    :mod:`librarian_async.storage.readahead`)."""
+    findings: dict[int, Finding] = {}
+    readable: list[tuple[CheckCandidate, str]] = []
+    for candidate in batch:
+        try:
+            readable.append((candidate, parse_checksum(candidate.checksum)[0]))
+        except ChecksumError as error:
+            findings[candidate.instance_id] = Unverifiable(f"catalogue checksum: {error}")
+    files = [(Path(candidate.path), algorithm) for candidate, algorithm in readable]
+    if read_ahead and worth_reading_ahead([candidate.size for candidate, _ in readable]):
+        results = hash_files_sync(files, stop)
+    else:
+        results = [_hash(path, algorithm, stop) for path, algorithm in files]
+    for (candidate, _), result in zip(readable, results, strict=True):
+        findings[candidate.instance_id] = _finding(result)
+    return findings
 
 
-def _examine(candidate: CheckCandidate, stop: threading.Event) -> Finding:
+def _hash(path: Path, algorithm: str, stop: threading.Event) -> FileDigest | Exception:
     try:
-        algorithm, _ = parse_checksum(candidate.checksum)
-    except ChecksumError as error:
-        return Unverifiable(f"catalogue checksum: {error}")
-    try:
-        return hash_file_sync(Path(candidate.path), algorithm, stop)
-    except (FileNotFoundError, NotADirectoryError):
-        return Missing()
+        return hash_file_sync(path, algorithm, stop)
     except (OSError, ChecksumError) as error:
-        return Unverifiable(str(error))
+        return error
+
+
+def _finding(result: FileDigest | Exception) -> Finding:
+    if isinstance(result, FileDigest):
+        return result
+    if isinstance(result, FileNotFoundError | NotADirectoryError):
+        return Missing()
+    return Unverifiable(str(result))
 
 
 async def _record_page(

@@ -271,6 +271,26 @@ async def test_unverifiable_files_are_reported_and_do_not_stop_the_others(
     assert await rows(app, CorruptFile) == []
 
 
+async def test_one_worker_reading_ahead_finds_every_problem_of_big_files(
+    app: Context, files: StoreFiles
+) -> None:
+    """With one worker (a core to spare) big files are read ahead by a second thread."""
+    size = 300 * 1024
+    await files.add("big/ok.bin", os.urandom(size))
+    await files.add("big/other-algorithm.bin", os.urandom(size), algorithm="sha256")
+    bad = await files.add("big/bad.bin", os.urandom(size))
+    damaged = flip_byte(bad.path, size - 1)
+    (await files.add("big/gone.bin", os.urandom(size))).path.unlink()
+
+    result = await run_check(app, concurrency=1)
+
+    assert result.report.counts == counts(checked=4, ok=2, corrupt=1, missing=1, bytes=3 * size)
+    [row] = await rows(app, CorruptFile)
+    assert (row.instance_id, row.computed_checksum) == (bad.instance_id, checksum_of(damaged))
+    [missing] = await error_rows(app, "missing_file")
+    assert "big/gone.bin" in missing.message
+
+
 async def test_missing_store_area_fails_the_run_instead_of_reporting_every_file(
     app: Context, files: StoreFiles
 ) -> None:

@@ -29,7 +29,6 @@ receive_clone does not hash the same bytes again while the file is unchanged.
 # which name a dependency local to ``router()``.
 
 import asyncio
-import contextlib
 import os
 import threading
 from collections.abc import Callable, Mapping, Sequence
@@ -50,6 +49,7 @@ from librarian_async.enums import AuthLevel
 from librarian_async.errors import ChecksumError, StoreError
 from librarian_async.remote.schemas import UploadRefusal, UploadRequest, UploadResponse
 from librarian_async.storage.checksum import (
+    cancel_and_wait,
     checksums_match,
     format_checksum,
     new_hasher,
@@ -241,25 +241,13 @@ async def write_body(http: Request, writer: "StagingWriter") -> None:
     except ClientDisconnect:
         pass  # what arrived is kept; the files it does not complete count as missing
     except BaseException:
-        await _stopped(writing)
+        if writing is not None:
+            await cancel_and_wait(writing)  # the cleanup that follows needs its thread ended
         raise
     if writing is not None:
         await writing
     await run_interruptible(writer.write, chunks)
     await run_interruptible(writer.finish)
-
-
-async def _stopped(writing: "asyncio.Task[None] | None") -> None:
-    """Cancel the piece being written and wait until its thread has returned, even when
-    cancelled again meanwhile (the caller then cleans up the files it was writing)."""
-    if writing is None:
-        return
-    writing.cancel()
-    while not writing.done():
-        with contextlib.suppress(asyncio.CancelledError):
-            await asyncio.wait({writing})
-    if not writing.cancelled():
-        writing.exception()  # retrieved: the error that ended the body wins
 
 
 def outcome(writer: "StagingWriter") -> UploadResponse:

@@ -170,7 +170,14 @@ async def run_interruptible(function: Callable[..., T], /, *args: object, **kwar
         raise
 
 
-async def _wait_for_thread(worker: asyncio.Future[T]) -> None:
+async def cancel_and_wait(task: asyncio.Future[Any]) -> None:
+    """Cancel ``task`` and return once it has ended, even if cancelled again meanwhile: a
+    thread it ran (see :func:`run_interruptible`) has returned. Its outcome is discarded."""
+    task.cancel()
+    await _wait_for_thread(task)
+
+
+async def _wait_for_thread(worker: asyncio.Future[Any]) -> None:
     """Wait until the worker is done even if cancelled again; its outcome is discarded."""
     while not worker.done():
         try:

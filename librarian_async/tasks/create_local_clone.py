@@ -40,6 +40,7 @@ from librarian_async.db.models import File, Instance, Store
 from librarian_async.errors import ChecksumError, LibrarianError
 from librarian_async.storage.checksum import (
     FileDigest,
+    cancel_and_wait,
     checksums_match,
     fsync_directory,
     hash_file_sync,
@@ -217,7 +218,7 @@ class Cloner:
                 if not page or not await self._clone_page(page) or ended or remaining <= 0:
                     return
         finally:
-            await _discard_task(fetching)
+            await cancel_and_wait(fetching)
 
     async def _await_recording(self) -> None:
         if self.recording is not None:
@@ -413,14 +414,6 @@ def _failure_reason(job: Job, outcome: Outcome) -> str:
     if outcome.kind == "missing":
         return f"source missing: {job.instance.path}"
     return outcome.detail
-
-
-async def _discard_task(task: asyncio.Future[Page]) -> None:
-    """Cancel a prefetch nobody needs any more and wait for it to end, quietly."""
-    task.cancel()
-    await asyncio.wait([task])
-    if not task.cancelled():
-        task.exception()  # retrieved, so that asyncio does not log it as forgotten
 
 
 def _cut_by_bytes(page: Page, limit: int) -> Page:

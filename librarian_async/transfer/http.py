@@ -12,6 +12,7 @@ arrive, so a corrupt copy of ours is refused there. Files are read in pieces of
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import threading
 from collections.abc import AsyncGenerator, Sequence
@@ -21,7 +22,7 @@ from urllib.parse import urlsplit
 
 from librarian_async.errors import PeerError, PeerRefusedError, TransferError
 from librarian_async.remote.client import PeerClient
-from librarian_async.storage.checksum import Interrupted, run_interruptible
+from librarian_async.storage.checksum import Interrupted, cancel_and_wait, run_interruptible
 from librarian_async.transfer.base import Fields, FileMove, group_moves
 
 REQUEST_FILES = 256
@@ -76,14 +77,22 @@ def _problem(error: PeerError) -> str:
 
 
 async def read_pieces(moves: Sequence[FileMove]) -> AsyncGenerator[bytes, None]:
-    """The concatenated bytes of ``moves``, read a piece per worker-thread hop; a piece's
-    parts (one per file it spans) are sent as they are, never joined into one copy."""
+    """The concatenated bytes of ``moves``, read a piece per worker-thread hop; the next
+    piece is read while this one is sent. A piece's parts (one per file it spans) are sent
+    as they are, never joined into one copy."""
     reader = ConcatenatedReader(moves)
+
+    def next_piece() -> asyncio.Future[list[bytes]]:
+        return asyncio.ensure_future(run_interruptible(reader.read_piece, PIECE_SIZE))
+
+    reading = next_piece()
     try:
-        while parts := await run_interruptible(reader.read_piece, PIECE_SIZE):
+        while parts := await reading:
+            reading = next_piece()
             for part in parts:
                 yield part
     finally:
+        await cancel_and_wait(reading)  # its thread is done before the files are closed
         reader.close()
 
 

@@ -6,8 +6,11 @@ Transfers are staged through the receiver's real ``clone/batch_stage`` (so the a
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import os
+import threading
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -23,7 +26,7 @@ from librarian_async.enums import TransferStatus
 from librarian_async.errors import TransferError
 from librarian_async.remote import schemas as wire
 from librarian_async.remote.client import PeerClient
-from librarian_async.transfer import ACCEPTED_PROVIDERS, choose_method
+from librarian_async.transfer import ACCEPTED_PROVIDERS, choose_method, http
 from librarian_async.transfer.base import FileMove, group_moves
 from librarian_async.transfer.http import REQUEST_BYTES, REQUEST_FILES, HttpMethod
 
@@ -190,3 +193,49 @@ async def test_a_directory_cannot_be_sent(port: int, tmp_path: Path) -> None:
         moves[0].source.mkdir()
         with pytest.raises(TransferError, match="directory"):
             await HttpMethod().send(http_fields(providers), moves, peer)
+
+
+def piece_moves(tmp_path: Path, count: int) -> tuple[list[FileMove], bytes]:
+    contents = [os.urandom(http.PIECE_SIZE // 2 + n) for n in range(count)]
+    moves = []
+    for n, content in enumerate(contents):
+        (tmp_path / f"{n}.bin").write_bytes(content)
+        moves.append(FileMove(tmp_path / f"{n}.bin", f"s/{n}", len(content), "", n, n))
+    return moves, b"".join(contents)
+
+
+async def test_pieces_read_ahead_carry_the_files_in_order(tmp_path: Path) -> None:
+    moves, expected = piece_moves(tmp_path, 5)
+    received = [part async for part in http.read_pieces(moves)]
+    assert b"".join(received) == expected
+
+
+async def test_closing_the_stream_early_waits_for_the_piece_being_read(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The next piece is read while one is sent; files are closed only after that read."""
+    moves, _ = piece_moves(tmp_path, 6)
+    reading = threading.Event()
+    read_during_close: list[bool] = []
+    real_read, real_close = http.ConcatenatedReader.read_piece, http.ConcatenatedReader.close
+
+    def slow_read(self: http.ConcatenatedReader, size: int, **kwargs: Any) -> list[bytes]:
+        reading.set()
+        try:
+            time.sleep(0.05)
+            return real_read(self, size, **kwargs)
+        finally:
+            reading.clear()
+
+    def watched_close(self: http.ConcatenatedReader) -> None:
+        if threading.current_thread() is threading.main_thread():  # not _next's, inside a read
+            read_during_close.append(reading.is_set())
+        real_close(self)
+
+    monkeypatch.setattr(http.ConcatenatedReader, "read_piece", slow_read)
+    monkeypatch.setattr(http.ConcatenatedReader, "close", watched_close)
+    pieces = http.read_pieces(moves)
+    await anext(pieces)
+    assert await asyncio.to_thread(reading.wait, 10)  # the second piece is being read
+    await pieces.aclose()
+    assert read_during_close == [False]

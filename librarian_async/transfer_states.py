@@ -67,7 +67,7 @@ def sources_of(new: TransferStatus) -> frozenset[TransferStatus]:
 
 
 def ends_staging(new: TransferStatus) -> bool:
-    """A move of an incoming transfer to this status removes its staging directory."""
+    """A move of an incoming transfer to this status removes its staged file."""
     return new in (S.FAILED, S.CANCELLED)
 
 

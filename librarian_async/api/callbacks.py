@@ -59,7 +59,7 @@ async def report_progress(
 
 
 async def fail_incoming(api: ApiState, caller: Caller, request: FailRequest) -> FailResponse:
-    """Fail a live incoming transfer and remove its staging directory.
+    """Fail a live incoming transfer and remove its staged file.
 
     Failing a FAILED transfer again succeeds (and unstages again); COMPLETED and CANCELLED
     transfers are left as they are and the answer says ``success: false``.
@@ -71,7 +71,8 @@ async def fail_incoming(api: ApiState, caller: Caller, request: FailRequest) -> 
             session, [row.id], S.FAILED, at=api.context.now(), reason=reason
         )
     if row.status == S.FAILED:
-        ended = [transfers.Unstaged(row.id, row.store_id or 0, row.staging_path or "")]
+        path, name = row.staging_path or "", row.upload_name
+        ended = [transfers.Unstaged(row.id, row.store_id or 0, path, name)]
     await unstage(api, ended)
     return FailResponse(
         source_transfer_id=request.source_transfer_id,

@@ -1,9 +1,15 @@
 """Staging incoming clones: choose a store, make staging directories, create the transfers.
 
 The order keeps the database out of file I/O: a short read (stores, bytes already promised),
-then the disk (free space, one fresh directory per transfer), then one short transaction
-that checks the batch against the catalogue and live transfers and either creates every
-transfer or none. Directories of a refused or failed request are removed again.
+then the disk (free space, one fresh directory for the request's transfers), then one short
+transaction that checks the batch against the catalogue and live transfers and either
+creates every transfer or none. Directories of a refused or failed request are removed
+again.
+
+The transfers of a request share their staging directory (a directory per transfer made
+and removed again cost about a millisecond per file on ext4, more than the rest of staging);
+items whose upload names would collide there (the same name twice, or a name that is
+another's parent directory) get a directory of their own.
 """
 
 from __future__ import annotations
@@ -125,12 +131,15 @@ def _first_with_room(
 
 
 def make_directories(local: LocalStore, request: StagingRequest) -> list[Path]:
-    """One fresh staging directory per item, with the parents of its upload name."""
+    """The staging directory of each item, fresh and shared by items whose names cannot
+    collide, with the parents of each upload name made inside it."""
     made: list[Path] = []
     try:
-        for item in request.items:
-            directory = local.make_staging_dir(f"{request.source}-{item.source_transfer_id}")
-            made.append(directory)
+        groups = _collision_free_groups([item.upload_name for item in request.items])
+        for _ in range(max(groups, default=-1) + 1):
+            made.append(local.make_staging_dir(f"{request.source}-{_first_id(request)}"))
+        chosen = [made[group] for group in groups]
+        for directory, item in zip(chosen, request.items, strict=True):
             staging_target(local, directory, item).parent.mkdir(parents=True, exist_ok=True)
     except BaseException as error:
         _remove_all(made)
@@ -139,7 +148,32 @@ def make_directories(local: LocalStore, request: StagingRequest) -> list[Path]:
         if isinstance(error, StoreError):
             raise StagingRefused(413, str(error), "Try again later.") from error
         raise
-    return made
+    return chosen
+
+
+def _first_id(request: StagingRequest) -> int:
+    return request.items[0].source_transfer_id if request.items else 0
+
+
+def _collision_free_groups(names: Sequence[str]) -> list[int]:
+    """For each upload name, the index of a group in which no other name equals it or is
+    one of its parent directories (or the reverse): the first group where it fits."""
+    groups: list[tuple[set[str], set[str]]] = []  # (names, their parent directories)
+    chosen: list[int] = []
+    for name in names:
+        parents = {name.rsplit("/", depth)[0] for depth in range(1, name.count("/") + 1)}
+        fits = (
+            index
+            for index, (taken, taken_parents) in enumerate(groups)
+            if name not in taken and name not in taken_parents and not parents & taken
+        )
+        index = next(fits, len(groups))
+        if index == len(groups):
+            groups.append((set(), set()))
+        groups[index][0].add(name)
+        groups[index][1].update(parents)
+        chosen.append(index)
+    return chosen
 
 
 def staging_target(local: LocalStore, directory: Path, item: UploadItem) -> Path:

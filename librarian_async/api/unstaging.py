@@ -1,4 +1,4 @@
-"""Removing the staging directories of incoming transfers that ended without an ingest."""
+"""Removing the staged files of incoming transfers that ended without an ingest."""
 
 from __future__ import annotations
 
@@ -17,10 +17,11 @@ log = logging.getLogger(__name__)
 
 
 async def unstage(api: ApiState, ended: Sequence[Unstaged]) -> None:
-    """Remove the staging directory of every ended transfer (after its status is committed).
+    """Remove the staged file of every ended transfer (after its status is committed), and
+    the directories that leaves empty; other transfers' files in a shared directory stay.
 
-    A directory that cannot be removed is logged and left for the orphan sweep; it never
-    turns a status change that is already committed into an error.
+    What cannot be removed is logged and left for the orphan sweep; it never turns a status
+    change that is already committed into an error.
     """
     if not any(item.staging_path for item in ended):
         return
@@ -37,7 +38,7 @@ def remove_staging_dirs(
         if store is None or not item.staging_path:
             continue
         try:
-            open_store(store).remove_staging_dir(Path(item.staging_path))
+            open_store(store).remove_staging_dir(Path(item.staging_path), item.upload_name)
         except (OSError, StoreError) as error:
             log.warning(
                 "transfer %d: staging %s not removed: %s",

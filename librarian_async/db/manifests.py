@@ -259,9 +259,13 @@ async def fail_owing_callback(
                 callback_attempts=0,
                 next_callback_at=None,
             )
-            .returning(IncomingTransfer.store_id, IncomingTransfer.staging_path)
+            .returning(
+                IncomingTransfer.store_id,
+                IncomingTransfer.staging_path,
+                IncomingTransfer.upload_name,
+            )
             .execution_options(synchronize_session=False)
         )
-        for store_id, path in (await session.execute(statement)).all():
-            moved.append(Unstaged(transfer_id, store_id or 0, path or ""))
+        for store_id, path, name in (await session.execute(statement)).all():
+            moved.append(Unstaged(transfer_id, store_id or 0, path or "", name))
     return moved

@@ -4,9 +4,11 @@ Status changes are conditional UPDATEs (``WHERE status IN (allowed sources)``) s
 changed meanwhile by someone else is simply not changed again: what an UPDATE returns is
 what was really moved. The allowed sources come from :mod:`librarian_async.transfer_states`.
 
-Staging layout of an incoming transfer: ``staging_path`` is the transfer's own directory
-under the store's staging area, the bytes go to ``staging_path/upload_name`` (see
-:func:`staged_file`), and ``store_path`` is the name the file gets in the store.
+Staging layout of an incoming transfer: ``staging_path`` is a directory under the store's
+staging area shared by the transfers of one staging request (a directory per transfer cost
+more file-system work than the rest of staging), the bytes go to ``staging_path/upload_name``
+(see :func:`staged_file`), and ``store_path`` is the name the file gets in the store. Ending
+a transfer removes its own staged file and then whatever directories that leaves empty.
 """
 
 from __future__ import annotations
@@ -57,11 +59,12 @@ class RemoteCopy:
 
 @dataclass(frozen=True)
 class Unstaged:
-    """A staging directory to remove, on the store ``store_id``."""
+    """The staged file ``staging_path/upload_name`` to remove, on the store ``store_id``."""
 
     transfer_id: int
     store_id: int
     staging_path: str
+    upload_name: str
 
 
 def staged_file(transfer: IncomingTransfer) -> Path | None:
@@ -155,11 +158,16 @@ async def move_incoming(
         update(IncomingTransfer)
         .where(IncomingTransfer.id.in_(list(ids)), IncomingTransfer.status.in_(sources_of(new)))
         .values(_status_values(new, at, reason))
-        .returning(IncomingTransfer.id, IncomingTransfer.store_id, IncomingTransfer.staging_path)
+        .returning(
+            IncomingTransfer.id,
+            IncomingTransfer.store_id,
+            IncomingTransfer.staging_path,
+            IncomingTransfer.upload_name,
+        )
         .execution_options(synchronize_session=False)
     )
     rows = (await session.execute(statement)).all()
-    return [Unstaged(id, store_id or 0, path or "") for id, store_id, path in rows]
+    return [Unstaged(id, store_id or 0, path or "", name) for id, store_id, path, name in rows]
 
 
 async def move_outgoing(

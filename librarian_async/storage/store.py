@@ -193,16 +193,22 @@ class LocalStore:
     def remove_staging_dir(self, path: Path, inner: str | None = None) -> None:
         """Delete a staging directory (or file); refuses anything outside staging.
 
-        ``inner`` (the upload name whose file has been committed) names the directories
-        likely left empty inside it: they are removed with one rmdir each, bottom-up, which
-        costs a tenth of a tree walk."""
+        With ``inner`` (a transfer's upload name) only ``path/inner`` is deleted, then each
+        directory that leaves empty, bottom-up up to ``path`` itself: the other transfers
+        staged in a shared directory keep their files."""
         if not path.is_absolute() or ".." in path.parts or path.name == "":
             raise PathEscapeError(f"store {self.name!r}: refusing to remove {str(path)!r}")
         real = self._real_in_staging(path)
         if real is None:
             message = f"refusing to remove {path}: not inside staging area {self.staging_path}"
             raise PathEscapeError(f"store {self.name!r}: {message}")
-        if not _remove_empty_tree(real, inner):
+        if inner is None:
+            remove_file_or_tree(real)
+            return
+        if real.is_dir() and not real.is_symlink():
+            remove_file_or_tree(self._confine(real, "staging", inner))
+            _remove_empty_parents(real, inner)
+        else:  # not the directory it should be: nothing of another transfer can be inside
             remove_file_or_tree(real)
 
     def _real_in_staging(self, path: Path) -> Path | None:
@@ -499,19 +505,17 @@ def name_problem(relative: str) -> str | None:
     return None
 
 
-def _remove_empty_tree(directory: Path, inner: str | None) -> bool:
-    """Remove ``directory`` if it holds nothing but the (empty) parent directories of
-    ``inner``; True when it is gone (or was never there)."""
-    parents = [] if inner is None or name_problem(inner) else inner.split("/")[:-1]
-    try:
-        for depth in range(len(parents), 0, -1):
+def _remove_empty_parents(directory: Path, inner: str) -> None:
+    """Remove the parents of ``inner`` inside ``directory``, then ``directory``, bottom-up,
+    stopping at the first that is not empty (one rmdir each, no tree walk)."""
+    parents = inner.split("/")[:-1]
+    for depth in range(len(parents), -1, -1):
+        try:
             os.rmdir(directory.joinpath(*parents[:depth]))
-        os.rmdir(directory)
-    except FileNotFoundError:
-        return not os.path.lexists(directory)
-    except OSError:  # not empty, not a directory, or a symlink
-        return False
-    return True
+        except FileNotFoundError:
+            continue
+        except OSError:  # not empty (another transfer's file) or not a plain directory
+            return
 
 
 def _modified_before(path: Path, cutoff: float) -> bool:

@@ -60,7 +60,7 @@ async def stage(client: httpx.AsyncClient, body: dict[str, Any]) -> httpx.Respon
 # --- success --------------------------------------------------------------------------------
 
 
-async def test_creates_initiated_transfers_with_fresh_staging_dirs(
+async def test_creates_initiated_transfers_sharing_a_fresh_staging_dir(
     client: httpx.AsyncClient, app: Context, store: Store
 ) -> None:
     body = batch(upload("obs/a.uvh5", b"aaa", 11), upload("obs/b.uvh5", b"bb", 12))
@@ -97,7 +97,43 @@ async def test_creates_initiated_transfers_with_fresh_staging_dirs(
         assert is_empty_directory(directory)
         assert item["staging_name"] == directory.name
         assert item["staging_location"] == str(directory / sent["upload_name"])
-    assert rows[0].staging_path != rows[1].staging_path
+    assert rows[0].staging_path == rows[1].staging_path  # one directory per request
+
+
+async def test_upload_names_that_would_collide_get_directories_of_their_own(
+    client: httpx.AsyncClient, app: Context, store: Store
+) -> None:
+    body = batch(
+        upload("obs/1.uvh5", source_id=1, upload_name="night/a.uvh5"),
+        upload("obs/2.uvh5", source_id=2, upload_name="night"),  # a file where a parent is
+        upload("obs/3.uvh5", source_id=3, upload_name="x.uvh5"),
+        upload("obs/4.uvh5", source_id=4, upload_name="x.uvh5"),  # the same name again
+        upload("obs/5.uvh5", source_id=5, upload_name="day/b.uvh5"),
+    )
+    response = await stage(client, body)
+    assert response.status_code == 201, response.json()
+    directory = {row.source_transfer_id: row.staging_path for row in await incoming_rows(app)}
+    assert directory[1] == directory[3] == directory[5]
+    assert directory[2] != directory[1] and directory[4] != directory[3]
+    locations = [item["staging_location"] for item in response.json()["uploads"]]
+    assert len(set(locations)) == 5
+
+
+async def test_ending_one_transfer_keeps_the_files_of_the_others_in_its_directory(
+    client: httpx.AsyncClient, app: Context, store: Store
+) -> None:
+    body = batch(upload("obs/a.uvh5", source_id=1), upload("obs/b.uvh5", source_id=2))
+    uploads = (await stage(client, body)).json()["uploads"]
+    failed, kept = (Path(item["staging_location"]) for item in uploads)
+    failed.write_bytes(b"data")
+    kept.write_bytes(b"data")
+    ended = [uploads[0]["destination_transfer_id"]]
+    failing = int(S.FAILED)
+    body = {"destination_transfer_ids": ended, "source_transfer_ids": [], "new_status": failing}
+    response = await post(client, "checkin/update", body, "peer-a")
+    assert response.json()["modified_destination_transfer_ids"] == ended
+    assert not failed.exists()
+    assert kept.read_bytes() == b"data"
 
 
 async def test_nested_upload_names_get_their_parent_directories(
@@ -255,8 +291,8 @@ async def test_an_unfinished_older_transfer_is_406_and_is_failed_and_unstaged(
     client: httpx.AsyncClient, app: Context, store: Store, older: TransferStatus
 ) -> None:
     directory = Path(store.staging_path) / "older"
-    (directory / "obs").mkdir(parents=True)
-    (directory / "obs" / "a.uvh5").write_bytes(b"data")
+    directory.mkdir()
+    (directory / "a.uvh5").write_bytes(b"data")  # at its upload name
     stale = await add_incoming(app, store, name="obs/a.uvh5", status=older, staging=directory)
     response = await stage(client, batch(upload("obs/a.uvh5", source_id=4)))
     assert response.status_code == 406

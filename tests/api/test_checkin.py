@@ -99,8 +99,8 @@ async def test_failing_or_cancelling_removes_staging(
 ) -> None:
     directory = Path(store.staging_path) / "t"
     directory.mkdir()
-    (directory / "a").write_bytes(b"partial")
     row = await add_incoming(app, store, status=S.ONGOING, staging=directory)
+    (directory / row.upload_name).write_bytes(b"partial")
     reply = (await post(client, "checkin/update", update(new, [row.id]), "peer-a")).json()
     assert reply["modified_destination_transfer_ids"] == [row.id]
     assert not directory.exists()

@@ -207,25 +207,51 @@ def test_remove_staging_dir_is_idempotent(store: LocalStore) -> None:
 
 
 @pytest.mark.parametrize(
-    ("inner", "left_inside"),
+    ("inner", "staged", "others", "left"),
     [
-        ("a/b/f", []),  # only the emptied parents of the committed file remain
-        ("a/b/f", ["a/other"]),  # something else too: the whole tree goes
-        ("a/../../x", ["a/b"]),  # a bad inner name is not followed
-        ("gone/f", ["a"]),  # parents that are not there
+        ("a/b/f", False, [], []),  # committed: its emptied parents and the directory go
+        ("a/b/f", True, [], []),  # still staged (a failed transfer): removed first
+        ("a/b/f", True, ["a/other"], ["a", "a/other"]),  # another transfer's file stays
+        ("f", True, ["g"], ["g"]),
+        ("gone/f", False, ["h"], ["h"]),  # parents that are not there
     ],
 )
-def test_remove_staging_dir_with_the_committed_upload_name(
-    store: LocalStore, inner: str, left_inside: list[str]
+def test_remove_staging_dir_with_an_upload_name_removes_only_that_transfers_file(
+    store: LocalStore, inner: str, staged: bool, others: list[str], left: list[str]
 ) -> None:
-    directory = store.make_staging_dir("t")
-    if "/" in inner and ".." not in inner:
+    directory = store.make_staging_dir("batch")
+    if staged:
         (directory / inner).parent.mkdir(parents=True, exist_ok=True)
-    for name in left_inside:
-        (directory / name).mkdir(parents=True, exist_ok=True)
+        (directory / inner).write_bytes(b"staged")
+    for name in others:
+        (directory / name).parent.mkdir(parents=True, exist_ok=True)
+        (directory / name).write_bytes(b"another transfer")
     store.remove_staging_dir(directory, inner)
-    assert not directory.exists()
+    remaining = sorted(path.relative_to(directory).as_posix() for path in directory.rglob("*"))
+    assert remaining == left
+    assert directory.exists() == bool(left)
     assert store.staging_path.is_dir()
+
+
+def test_remove_staging_dir_refuses_an_upload_name_that_leaves_it(
+    store: LocalStore, outside: Path
+) -> None:
+    directory = store.make_staging_dir("batch")
+    (directory / "kept").write_bytes(b"x")
+    with pytest.raises(PathEscapeError):
+        store.remove_staging_dir(directory, "../../outside/secret.txt")
+    assert (outside / "secret.txt").exists()
+    assert (directory / "kept").exists()
+
+
+def test_remove_staging_dir_does_not_follow_a_linked_parent_out_of_staging(
+    store: LocalStore, outside: Path
+) -> None:
+    directory = store.make_staging_dir("batch")
+    (directory / "a").symlink_to(outside)
+    with pytest.raises(PathEscapeError):
+        store.remove_staging_dir(directory, "a/secret.txt")
+    assert (outside / "secret.txt").exists()
 
 
 @pytest.mark.parametrize("pick", ["outside", "staging", "dotdot", "relative", "store"])

@@ -8,7 +8,8 @@ in the hypervisor), and those pages then push other data out of the cache. Measu
 
 A direct write needs its buffer, length and file offset aligned to the device's logical
 block size, so bytes are gathered in a page-aligned buffer and written in whole blocks; the
-file's unaligned tail is written after switching the descriptor back to cached writes. The
+file's unaligned tail is written after switching the descriptor back to cached writes, as is
+the rest of a file on a device that refuses our alignment (bigger blocks than 4 KiB). The
 bytes are on the device when a direct write returns; fsync (or a batch's syncfs) is still
 what flushes the device's cache and makes the file's size and blocks durable.
 """
@@ -67,11 +68,25 @@ def write_direct(descriptor: int, data: memoryview) -> None:
     """Write ``data`` (in an aligned buffer) at the descriptor's aligned offset; a length that
     is not a whole number of blocks must be the file's end, written through the cache."""
     aligned = len(data) - len(data) % DIRECT_ALIGNMENT
-    _write_all(descriptor, data[:aligned])
+    body = data[:aligned]
+    while body:
+        try:
+            body = body[os.write(descriptor, body) :]
+        except OSError as error:
+            # A device whose blocks are bigger than our alignment refuses direct writes:
+            # nothing of the refused write was written, the rest goes through the cache.
+            if error.errno != errno.EINVAL or not _stop_direct(descriptor):
+                raise
     if aligned < len(data):
-        flags = fcntl.fcntl(descriptor, fcntl.F_GETFL)
-        fcntl.fcntl(descriptor, fcntl.F_SETFL, flags & ~os.O_DIRECT)
+        _stop_direct(descriptor)
         _write_all(descriptor, data[aligned:])
+
+
+def _stop_direct(descriptor: int) -> bool:
+    """Switch the descriptor to cached writes; False if it was not direct."""
+    flags = fcntl.fcntl(descriptor, fcntl.F_GETFL)
+    fcntl.fcntl(descriptor, fcntl.F_SETFL, flags & ~os.O_DIRECT)
+    return bool(flags & os.O_DIRECT)
 
 
 def _write_all(descriptor: int, data: memoryview) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import fcntl
 import hashlib
 import os
 import threading
@@ -292,6 +293,31 @@ async def test_a_filesystem_without_direct_writes_gets_a_cached_copy(
     assert (tmp_path / "target").read_bytes() == data
     assert digest.checksum == f"sha256:::{reference_hex('sha256', data)}"
     assert sorted(os.listdir(tmp_path)) == ["source", "target"]
+
+
+@pytest.mark.parametrize("refused_from", [1, 2])
+async def test_a_device_refusing_direct_writes_gets_the_rest_cached(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, refused_from: int
+) -> None:
+    """Like a device with blocks bigger than our alignment: from the ``refused_from``-th
+    direct write on, O_DIRECT writes fail with EINVAL (and write nothing)."""
+    data = os.urandom(3 * DIRECT_CHUNK + 999)
+    (tmp_path / "source").write_bytes(data)
+    real_write = os.write
+    direct_writes: list[int] = []
+
+    def picky(descriptor: int, chunk: bytes) -> int:
+        if fcntl.fcntl(descriptor, fcntl.F_GETFL) & os.O_DIRECT:
+            direct_writes.append(len(chunk))
+            if len(direct_writes) >= refused_from:
+                raise OSError(errno.EINVAL, "Invalid argument")
+        return real_write(descriptor, chunk)
+
+    monkeypatch.setattr(os, "write", picky)
+    digest = await copy_and_hash(tmp_path / "source", tmp_path / "target", "md5")
+    assert len(direct_writes) == refused_from
+    assert (tmp_path / "target").read_bytes() == data
+    assert digest == FileDigest(f"md5:::{reference_hex('md5', data)}", len(data))
 
 
 async def test_a_failed_direct_write_leaves_no_target(

@@ -24,11 +24,11 @@ from pathlib import Path
 from typing import Any
 
 from librarian_async.cli.common import database
-from librarian_async.cli.running import exit_code, freeze_startup_objects, print_stats
+from librarian_async.cli.running import exit_code, print_stats
 from librarian_async.config import TaskConfig, load_settings, load_task_config
 from librarian_async.context import Context
 from librarian_async.looplag import measure_loop_lag
-from librarian_async.runner import build_scheduler
+from librarian_async.runner import build_scheduler, freeze_startup_objects
 from librarian_async.scheduler import RunResult, Scheduler
 
 

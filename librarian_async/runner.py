@@ -19,6 +19,7 @@ or, to combine with your own start-up work::
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
@@ -113,3 +114,11 @@ def lifespan(
             yield
 
     return run_beside
+
+
+def freeze_startup_objects() -> None:
+    """Exempt everything built at start-up (modules, mappers, settings) from the cyclic
+    garbage collector: a full collection walking them stalled the event loop for ~50 ms
+    during big runs; afterwards only objects created by the runs themselves are scanned.
+    (No collection first: it cost 25-45 ms of every start for a few kB of import garbage.)"""
+    gc.freeze()

@@ -45,8 +45,8 @@ from librarian_async.errors import ChecksumError
 from librarian_async.storage.direct import (
     DIRECT_CHUNK,
     DIRECT_MIN_BYTES,
-    aligned_thread_buffer,
     create_direct,
+    thread_buffer,
     write_direct,
 )
 
@@ -214,28 +214,24 @@ def hash_file_sync(
 ) -> FileDigest:
     """:func:`hash_file` in the calling thread, for callers that batch small files."""
     buffer = thread_buffer(chunk_size)
-    if _is_directory(path):
+    if is_directory(path):
         entries = _list_tree(path)
         return _digest_tree(alg, entries, lambda entry: _hash_one(entry.path, alg, stop, buffer))
     return _hash_one(path, alg, stop, buffer)
 
 
-_buffers = threading.local()
+def hash_or_error(
+    path: Path, alg: str, stop: threading.Event | None = None
+) -> FileDigest | OSError | ChecksumError:
+    """:func:`hash_file_sync`, with the error that prevented it returned instead of raised
+    (for callers that report each file of a batch)."""
+    try:
+        return hash_file_sync(path, alg, stop)
+    except (OSError, ChecksumError) as error:
+        return error
 
 
-def thread_buffer(size: int) -> memoryview:
-    """A reusable read buffer of ``size`` bytes for the calling thread.
-
-    Allocating (and zeroing) a fresh 1 MiB buffer per file would cost more than reading a
-    small file; each worker thread keeps one per size instead.
-    """
-    cache: dict[int, memoryview] = _buffers.__dict__.setdefault("by_size", {})
-    if size not in cache:
-        cache[size] = memoryview(bytearray(size))
-    return cache[size]
-
-
-def _is_directory(path: Path) -> bool:
+def is_directory(path: Path) -> bool:
     """True for a directory, False for a regular file; refuse the rest (a FIFO would hang)."""
     mode = path.stat().st_mode
     if stat.S_ISDIR(mode) or stat.S_ISREG(mode):
@@ -360,7 +356,7 @@ def copy_and_hash_sync(
     """:func:`copy_and_hash` in the calling thread. With ``sync=False`` a copied file is
     not fsynced: the caller makes a whole batch durable at once (:func:`sync_files`)."""
     buffer = thread_buffer(chunk_size)
-    if _is_directory(source):
+    if is_directory(source):
         return _copy_tree(source, target, alg, stop, buffer)
     return _copy_one(source, target, alg, stop, buffer, sync)
 
@@ -399,7 +395,7 @@ def _copy_direct(
     """Copy into the open direct ``descriptor`` (closed here): read and hash in chunks of
     ``chunk_size`` straight into an aligned buffer, write it a :data:`DIRECT_CHUNK` at a
     time (see :mod:`librarian_async.storage.direct`)."""
-    buffer = aligned_thread_buffer(DIRECT_CHUNK)
+    buffer = thread_buffer(DIRECT_CHUNK)
     size = 0
     with _closing_descriptor(descriptor), _removed_on_failure(target):
         while filled := _fill(reader, hasher, buffer, chunk_size, stop):

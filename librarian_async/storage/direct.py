@@ -56,30 +56,39 @@ def aligned_buffer(size: int) -> memoryview:
     return memoryview(mmap.mmap(-1, size))
 
 
-def aligned_thread_buffer(size: int) -> memoryview:
-    """A reusable page-aligned buffer of ``size`` bytes for the calling thread."""
-    cache: dict[int, memoryview] = _buffers.__dict__.setdefault("by_size", {})
-    if size not in cache:
-        cache[size] = aligned_buffer(size)
-    return cache[size]
+def thread_buffer(size: int, slot: int = 0) -> memoryview:
+    """A reusable page-aligned buffer of ``size`` bytes for the calling thread (``slot``
+    tells apart the buffers of one size that a thread needs at once).
+
+    Allocating (and zeroing) a fresh 1 MiB buffer per file would cost more than reading a
+    small file; each worker thread keeps its own instead. Page-aligned, any of them can
+    feed a direct write.
+    """
+    cache: dict[tuple[int, int], memoryview] = _buffers.__dict__.setdefault("by_size", {})
+    if (size, slot) not in cache:
+        cache[size, slot] = aligned_buffer(size)
+    return cache[size, slot]
 
 
 def write_direct(descriptor: int, data: memoryview) -> None:
     """Write ``data`` (in an aligned buffer) at the descriptor's aligned offset; a length that
     is not a whole number of blocks must be the file's end, written through the cache."""
     aligned = len(data) - len(data) % DIRECT_ALIGNMENT
-    body = data[:aligned]
-    while body:
+    _write_all(descriptor, data[:aligned])
+    if aligned < len(data):
+        _stop_direct(descriptor)
+        _write_all(descriptor, data[aligned:])
+
+
+def _write_all(descriptor: int, data: memoryview) -> None:
+    while data:
         try:
-            body = body[os.write(descriptor, body) :]
+            data = data[os.write(descriptor, data) :]
         except OSError as error:
             # A device whose blocks are bigger than our alignment refuses direct writes:
             # nothing of the refused write was written, the rest goes through the cache.
             if error.errno != errno.EINVAL or not _stop_direct(descriptor):
                 raise
-    if aligned < len(data):
-        _stop_direct(descriptor)
-        _write_all(descriptor, data[aligned:])
 
 
 def _stop_direct(descriptor: int) -> bool:
@@ -87,11 +96,6 @@ def _stop_direct(descriptor: int) -> bool:
     flags = fcntl.fcntl(descriptor, fcntl.F_GETFL)
     fcntl.fcntl(descriptor, fcntl.F_SETFL, flags & ~os.O_DIRECT)
     return bool(flags & os.O_DIRECT)
-
-
-def _write_all(descriptor: int, data: memoryview) -> None:
-    while data:
-        data = data[os.write(descriptor, data) :]
 
 
 class DirectFile:

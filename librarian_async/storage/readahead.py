@@ -10,9 +10,7 @@ hand-over per file costs as much as reading it, so :func:`worth_reading_ahead` s
 
 from __future__ import annotations
 
-import os
 import queue
-import stat
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -23,16 +21,16 @@ from librarian_async.storage.checksum import (
     FileDigest,
     Hasher,
     format_checksum,
-    hash_file_sync,
+    hash_or_error,
+    is_directory,
     new_hasher,
     raise_if_stopped,
 )
+from librarian_async.storage.direct import thread_buffer
 
 READ_SIZE = 1024 * 1024
 BUFFER_COUNT = 4
 MIN_AVERAGE_BYTES = 256 * 1024
-
-_buffers = threading.local()
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,7 +90,7 @@ def _hash_reads(
         if hasher is None:
             hasher, size = new_hasher(algorithm), 0
         if read.tree:
-            results.append(_hash_tree(path, algorithm, stop))
+            results.append(hash_or_error(path, algorithm, stop))
             hasher = None
         elif isinstance(read.error, Exception):
             results.append(read.error)
@@ -108,13 +106,6 @@ def _hash_reads(
     if read.error is not None:
         raise read.error  # the reader failed unexpectedly
     return results
-
-
-def _hash_tree(path: Path, algorithm: str, stop: threading.Event | None) -> FileDigest | Exception:
-    try:
-        return hash_file_sync(path, algorithm, stop)
-    except (OSError, ChecksumError) as error:
-        return error
 
 
 def _read_all(
@@ -144,12 +135,9 @@ def _read_one(
 ) -> bool:
     """Hand over one file; False once halted."""
     try:
-        mode = os.stat(path).st_mode
-        if stat.S_ISDIR(mode):
+        if is_directory(path):  # refuses what is neither a file nor a directory
             ready.put(_Read(index, tree=True))
             return True
-        if not stat.S_ISREG(mode):
-            raise ChecksumError(f"cannot checksum {path}: not a regular file or directory")
         with open(path, "rb", buffering=0) as reader:
             while True:
                 buffer = free.get()
@@ -165,9 +153,6 @@ def _read_one(
 
 
 def _thread_buffers() -> list[memoryview]:
-    """The calling thread's read-ahead buffers (its reader uses them while it waits)."""
-    buffers: list[memoryview] | None = getattr(_buffers, "buffers", None)
-    if buffers is None:
-        buffers = [memoryview(bytearray(READ_SIZE)) for _ in range(BUFFER_COUNT)]
-        _buffers.buffers = buffers
-    return buffers
+    """The calling thread's read-ahead buffers (its reader uses them while it waits). Slot 0
+    stays free: the thread hashes a directory in between with its everyday buffer."""
+    return [thread_buffer(READ_SIZE, slot) for slot in range(1, BUFFER_COUNT + 1)]

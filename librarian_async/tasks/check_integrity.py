@@ -41,7 +41,7 @@ from librarian_async.errors import ChecksumError, StoreUnavailableError
 from librarian_async.storage.checksum import (
     FileDigest,
     checksums_match,
-    hash_file_sync,
+    hash_or_error,
     parse_checksum,
     run_interruptible,
 )
@@ -152,17 +152,10 @@ def _examine_batch(
     if read_ahead and worth_reading_ahead([candidate.size for candidate, _ in readable]):
         results = hash_files_sync(files, stop)
     else:
-        results = [_hash(path, algorithm, stop) for path, algorithm in files]
+        results = [hash_or_error(path, algorithm, stop) for path, algorithm in files]
     for (candidate, _), result in zip(readable, results, strict=True):
         findings[candidate.instance_id] = _finding(result)
     return findings
-
-
-def _hash(path: Path, algorithm: str, stop: threading.Event) -> FileDigest | Exception:
-    try:
-        return hash_file_sync(path, algorithm, stop)
-    except (OSError, ChecksumError) as error:
-        return error
 
 
 def _finding(result: FileDigest | Exception) -> Finding:

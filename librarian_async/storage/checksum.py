@@ -24,6 +24,7 @@ total size of its files. Symbolic links and special files inside a directory are
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
 import ctypes
 import functools
@@ -506,12 +507,31 @@ def remove_file_or_tree(path: Path) -> None:
 
 
 def sync_files(paths: Sequence[Path]) -> None:
-    """Make the data of these files durable: one ``syncfs`` of their filesystem for a batch
-    (far cheaper than an fsync per small file), else an fsync of each."""
-    if len(paths) > 1 and _syncfs(paths[0].parent):
+    """Make the data of these files durable: for a batch, one ``syncfs`` of each filesystem
+    holding them (far cheaper than an fsync per small file), else an fsync of each. A file
+    gone meanwhile is skipped: another run moved it on (a staged file it received), and
+    made it durable itself."""
+    if len(paths) > 1 and _syncfs_each_filesystem({path.parent for path in paths}):
         return
     for path in paths:
-        fsync_file(path)
+        with contextlib.suppress(FileNotFoundError):
+            fsync_file(path)
+
+
+def _syncfs_each_filesystem(directories: set[Path]) -> bool:
+    """``syncfs`` once per filesystem holding one of these directories (those gone are
+    skipped); False when syncfs is not available."""
+    synced: set[int] = set()
+    for directory in directories:
+        try:
+            device = os.stat(directory).st_dev
+            if device not in synced:
+                if not _syncfs(directory):
+                    return False
+                synced.add(device)
+        except FileNotFoundError:
+            continue
+    return True
 
 
 def stat_fingerprint(path: Path) -> str:

@@ -50,6 +50,11 @@ from librarian_async.tasks.base import Report, TaskContext
 from librarian_async.tasks.batching import batches
 
 PAGE_SIZE = 512
+BATCH_BYTES = 128 * 1024 * 1024
+BATCH_FILES = 128
+"""A batch is one thread call; it ends the read-ahead pipeline, which then starts again
+empty. Batches of 8 MiB (8 files of 1 MiB) cost 6% of a one-worker check of 1 MiB files,
+128 MiB batches 1%; 128 files keep a page of small files in four batches for the workers."""
 COUNTS = ("checked", "ok", "corrupt", "missing", "unverifiable", "bytes")
 
 
@@ -129,10 +134,14 @@ async def _check_page(task: TaskContext, page: list[CheckCandidate], concurrency
 
     try:
         async with asyncio.TaskGroup() as group:
-            for batch in batches(page, lambda candidate: candidate.size):
+            for batch in batches(page, _size, max_bytes=BATCH_BYTES, max_items=BATCH_FILES):
                 group.create_task(check(batch))
     finally:  # also when cancelled: keep what the finished batches found
         await asyncio.shield(_record_page(task, page, findings))
+
+
+def _size(candidate: CheckCandidate) -> int:
+    return candidate.size
 
 
 def _examine_batch(

@@ -7,6 +7,8 @@ import errno
 import fcntl
 import hashlib
 import os
+import shutil
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -16,6 +18,7 @@ import xxhash
 from direct_io import record_opens
 
 from librarian_async.errors import ChecksumError
+from librarian_async.storage import checksum
 from librarian_async.storage.checksum import (
     CHUNK_SIZE,
     DEFAULT_ALGORITHM,
@@ -338,6 +341,63 @@ async def test_a_failed_direct_write_leaves_no_target(
         await copy_and_hash(tmp_path / "source", tmp_path / "target")
     assert writes[0] == DIRECT_CHUNK
     assert not (tmp_path / "target").exists()
+
+
+# --- making a batch durable ---------------------------------------------------------------
+
+
+def recording_syncfs(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Let the real libc ``syncfs`` run, recording the directory each call was given."""
+    real = checksum._libc_function("syncfs")
+    assert real is not None
+    synced: list[str] = []
+
+    def syncfs(descriptor: int) -> int:
+        synced.append(os.readlink(f"/proc/self/fd/{descriptor}"))
+        return int(real(descriptor))
+
+    monkeypatch.setattr(checksum, "_libc_function", lambda name: syncfs)
+    return synced
+
+
+def test_sync_files_skips_files_moved_on_meanwhile(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A receiver running beside another: the other moved some staged files on and removed
+    their directory before this one made its batch durable."""
+    kept, gone = tmp_path / "kept", tmp_path / "gone"
+    for folder in (kept, gone):
+        folder.mkdir()
+        (folder / "a.dat").write_bytes(b"a")
+    batch = [gone / "a.dat", kept / "a.dat", gone / "b.dat"]
+    (gone / "a.dat").unlink()
+    gone.rmdir()
+    synced = recording_syncfs(monkeypatch)
+
+    checksum.sync_files(batch)
+
+    assert synced == [str(kept)]
+    monkeypatch.setattr(checksum, "_libc_function", lambda name: None)  # fsync each
+    checksum.sync_files(batch)
+
+
+def test_sync_files_syncs_each_filesystem_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    other = Path("/dev/shm")  # a second filesystem (tmpfs) on Linux
+    assert other.stat().st_dev != tmp_path.stat().st_dev
+    elsewhere = Path(tempfile.mkdtemp(dir=other))
+    try:
+        batch = [tmp_path / f"{n}.dat" for n in range(3)] + [elsewhere / "x.dat"]
+        for path in batch:
+            path.write_bytes(b"x")
+        synced = recording_syncfs(monkeypatch)
+
+        checksum.sync_files(batch)
+
+        assert sorted(synced) == sorted([str(tmp_path), str(elsewhere)])
+    finally:
+        shutil.rmtree(elsewhere)
 
 
 # --- cancellation and the event loop --------------------------------------------------------

@@ -10,6 +10,8 @@ from typing import Any
 
 import uvicorn
 
+from librarian_async.api.server import uvicorn_config
+
 
 class Server:
     """One uvicorn server on a loopback port; ``stop(abrupt=True)`` looks like a crash."""
@@ -22,7 +24,7 @@ class Server:
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.sock.bind(("127.0.0.1", port))
         self.port = int(self.sock.getsockname()[1])
-        config = uvicorn.Config(app, lifespan="off", log_level="warning", log_config=None)
+        config = uvicorn_config(app, lifespan="off", log_level="warning")
         self.server = uvicorn.Server(config)
         self.serving: asyncio.Task[None] | None = None
 

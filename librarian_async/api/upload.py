@@ -51,12 +51,12 @@ from librarian_async.remote.schemas import UploadRefusal, UploadRequest, UploadR
 from librarian_async.storage.checksum import (
     cancel_and_wait,
     checksums_match,
+    finish_copy,
     format_checksum,
     new_hasher,
     parse_checksum,
     remove_file_or_tree,
     run_interruptible,
-    start_writeback,
     stat_fingerprint,
 )
 from librarian_async.storage.direct import (
@@ -285,6 +285,7 @@ class StagingWriter:
         self._index = 0
         self._file: StagingFile | None = None
         self._direct_buffer: memoryview | None = None  # shared by its files, one at a time
+        self._folders: set[Path] = set()  # made already: one mkdir each, not one per file
 
     def write(self, piece: Sequence[bytes], *, stop: threading.Event | None = None) -> None:
         """Write the chunks of ``piece`` in order, across as many files as they span."""
@@ -352,6 +353,9 @@ class StagingWriter:
         return None
 
     def _open(self, target: Target) -> "StagingFile":
+        if target.path.parent not in self._folders:
+            target.path.parent.mkdir(parents=True, exist_ok=True)
+            self._folders.add(target.path.parent)
         if target.size < DIRECT_MIN_BYTES:
             return StagingFile(target, None)
         if self._direct_buffer is None:
@@ -370,8 +374,7 @@ class StagingFile:
     def __init__(self, target: Target, direct_buffer: memoryview | None) -> None:
         self.target = target
         self.left = target.size
-        self.temporary = temporary_sibling(target.path)
-        target.path.parent.mkdir(parents=True, exist_ok=True)
+        self.temporary = temporary_sibling(target.path)  # its folder exists (StagingWriter)
         self._hasher = new_hasher(target.algorithm)
         self._file = _create(self.temporary, direct_buffer)
 
@@ -388,8 +391,7 @@ class StagingFile:
         if isinstance(self._file, DirectFile):
             self._file.finish()
         else:
-            self._file.flush()
-            start_writeback(self._file.fileno())  # receive_clone's fsync then finds it written
+            finish_copy(self._file, self.target.size, sync=False)  # receive_clone syncs it
         self._file.close()
         found = format_checksum(self.target.algorithm, self._hasher.hexdigest())
         if checksums_match(found, self.target.checksum):

@@ -380,7 +380,7 @@ def _copy_one(
         else:
             with open(target, "xb") as writer, _removed_on_failure(target):
                 size = _pump(reader, hasher, buffer, stop, writer)
-                _finish_copy(writer, size, sync)
+                finish_copy(writer, size, sync)
     return FileDigest(format_checksum(alg, hasher.hexdigest()), size)
 
 
@@ -449,13 +449,14 @@ def copy_file_sync(source: Path, target: Path, stop: threading.Event | None = No
         _removed_on_failure(target),
     ):
         size = _pump(reader, None, thread_buffer(CHUNK_SIZE), stop, writer)
-        _finish_copy(writer, size, sync=False)
+        finish_copy(writer, size, sync=False)
     return size
 
 
-def _finish_copy(writer: BinaryIO, size: int, sync: bool) -> None:
-    """fsync a finished copy, or, unsynced, hand a big one's bytes to the disk now (the
-    caller's later sync finds them already on their way)."""
+def finish_copy(writer: BinaryIO, size: int, sync: bool) -> None:
+    """fsync a finished copy of ``size`` bytes, or, unsynced, hand a big one's bytes to the
+    disk now (the caller's later sync finds them already on their way; small ones are left
+    for that sync to write in one sweep)."""
     writer.flush()
     if sync:
         os.fsync(writer.fileno())

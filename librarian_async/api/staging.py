@@ -51,6 +51,14 @@ class StagingRequest:
 
 
 @dataclass(frozen=True)
+class Placed:
+    """Where one item goes: its staging directory, and ``upload_name`` inside it."""
+
+    directory: Path
+    target: Path
+
+
+@dataclass(frozen=True)
 class Staged:
     """A batch staged on ``store_name``: where each file goes and how it may get there."""
 
@@ -68,9 +76,10 @@ async def stage_batch(api: ApiState, caller: Caller, request: StagingRequest) ->
     """
     check_request(request.total_size, request.items)
     async with api.staging_lock:
-        store, local, rows, free = await _stage_locked(api, caller, request)
+        store, placed, rows, free = await _stage_locked(api, caller, request)
     uploads = [
-        staged_upload(local, item, row) for item, row in zip(request.items, rows, strict=True)
+        staged_upload(item, where, row)
+        for item, where, row in zip(request.items, placed, rows, strict=True)
     ]
     providers = advertised_providers(
         store.transfer_methods, request.accepts_providers, request.upload_url
@@ -80,16 +89,17 @@ async def stage_batch(api: ApiState, caller: Caller, request: StagingRequest) ->
 
 async def _stage_locked(
     api: ApiState, caller: Caller, request: StagingRequest
-) -> tuple[Store, LocalStore, list[IncomingTransfer], int]:
+) -> tuple[Store, list[Placed], list[IncomingTransfer], int]:
     needed = max(request.total_size, sum(item.upload_size for item in request.items))
     store, local, free = await choose_store(api, needed, request.items)
-    directories = await asyncio.to_thread(make_directories, local, request)
+    placed = await asyncio.to_thread(make_directories, local, request)
+    directories = [where.directory for where in placed]
     try:
         rows = await create_or_refuse(api, caller, request, store, directories)
     except BaseException:
         await asyncio.to_thread(_remove_all, directories)
         raise
-    return store, local, rows, free
+    return store, placed, rows, free
 
 
 # --- the store ----------------------------------------------------------------------------
@@ -130,17 +140,22 @@ def _first_with_room(
 # --- the disk -----------------------------------------------------------------------------
 
 
-def make_directories(local: LocalStore, request: StagingRequest) -> list[Path]:
-    """The staging directory of each item, fresh and shared by items whose names cannot
-    collide, with the parents of each upload name made inside it."""
+def make_directories(local: LocalStore, request: StagingRequest) -> list[Placed]:
+    """Where each item goes: a fresh staging directory, shared by items whose names cannot
+    collide, with the parents of each upload name made inside it (each folder checked and
+    made once)."""
     made: list[Path] = []
     try:
         groups = _collision_free_groups([item.upload_name for item in request.items])
         for _ in range(max(groups, default=-1) + 1):
             made.append(local.make_staging_dir(f"{request.source}-{_first_id(request)}"))
-        chosen = [made[group] for group in groups]
-        for directory, item in zip(chosen, request.items, strict=True):
-            staging_target(local, directory, item).parent.mkdir(parents=True, exist_ok=True)
+        plain_dirs: set[str] = set()
+        placed = [
+            Placed(made[group], staging_target(local, made[group], item, plain_dirs))
+            for group, item in zip(groups, request.items, strict=True)
+        ]
+        for folder in dict.fromkeys(where.target.parent for where in placed):
+            folder.mkdir(parents=True, exist_ok=True)
     except BaseException as error:
         _remove_all(made)
         if isinstance(error, PathEscapeError):
@@ -148,7 +163,7 @@ def make_directories(local: LocalStore, request: StagingRequest) -> list[Path]:
         if isinstance(error, StoreError):
             raise StagingRefused(413, str(error), "Try again later.") from error
         raise
-    return chosen
+    return placed
 
 
 def _first_id(request: StagingRequest) -> int:
@@ -176,10 +191,13 @@ def _collision_free_groups(names: Sequence[str]) -> list[int]:
     return chosen
 
 
-def staging_target(local: LocalStore, directory: Path, item: UploadItem) -> Path:
-    """Where the sender puts the bytes: ``upload_name`` inside the transfer's directory."""
+def staging_target(
+    local: LocalStore, directory: Path, item: UploadItem, plain_dirs: set[str] | None = None
+) -> Path:
+    """Where the sender puts the bytes: ``upload_name`` inside the transfer's directory
+    (``plain_dirs``: see :meth:`LocalStore.resolve_in_staging`)."""
     relative = directory.relative_to(local.staging_path).as_posix()
-    return local.resolve_in_staging(f"{relative}/{item.upload_name}")
+    return local.resolve_in_staging(f"{relative}/{item.upload_name}", plain_dirs)
 
 
 def _remove_all(directories: Sequence[Path]) -> None:
@@ -187,11 +205,10 @@ def _remove_all(directories: Sequence[Path]) -> None:
         remove_file_or_tree(directory)
 
 
-def staged_upload(local: LocalStore, item: UploadItem, row: IncomingTransfer) -> StagedUpload:
-    directory = Path(row.staging_path or "")
+def staged_upload(item: UploadItem, where: Placed, row: IncomingTransfer) -> StagedUpload:
     return StagedUpload(
-        staging_name=directory.name,
-        staging_location=str(staging_target(local, directory, item)),
+        staging_name=where.directory.name,
+        staging_location=str(where.target),
         upload_name=item.upload_name,
         destination_location=item.destination_location,
         source_transfer_id=item.source_transfer_id,

@@ -29,6 +29,7 @@ receive_clone does not hash the same bytes again while the file is unchanged.
 # which name a dependency local to ``router()``.
 
 import asyncio
+import functools
 import os
 import threading
 from collections.abc import Callable, Mapping, Sequence
@@ -155,20 +156,32 @@ def resolve_targets(
     stores: Mapping[int, Store],
     rows: Sequence[IncomingTransfer],
 ) -> list[Target]:
-    return [_target(open_store, stores, row) for row in rows]
+    """Each row's target; the transfers of one batch share their staging directory, whose
+    existence and folders are checked once."""
+    batch = _Batch(open_store, stores, functools.cache(os.path.isdir), set())
+    return [_target(batch, row) for row in rows]
 
 
-def _target(
-    open_store: Callable[[Store], LocalStore], stores: Mapping[int, Store], row: IncomingTransfer
-) -> Target:
+@dataclass(frozen=True)
+class _Batch:
+    """What the targets of one request share: their stores, and what was checked on disk."""
+
+    open_store: Callable[[Store], LocalStore]
+    stores: Mapping[int, Store]
+    is_dir: Callable[[str], bool]
+    plain_dirs: set[str]  # folders found not to be links (LocalStore.resolve_in_staging)
+
+
+def _target(batch: _Batch, row: IncomingTransfer) -> Target:
     """The transfer's staging file, confined to its store's staging area; 406 if it has none."""
-    store = stores.get(row.store_id or 0)
+    store = batch.stores.get(row.store_id or 0)
     staged = transfers.staged_file(row)
-    if store is None or staged is None or not Path(row.staging_path or "").is_dir():
+    if store is None or staged is None or not batch.is_dir(row.staging_path or ""):
         raise _cannot_take_bytes(row, "its staging directory is gone")
     try:
-        local = open_store(store)
-        path = local.resolve_in_staging(staged.relative_to(local.staging_path).as_posix())
+        local = batch.open_store(store)
+        relative = staged.relative_to(local.staging_path).as_posix()
+        path = local.resolve_in_staging(relative, batch.plain_dirs)
         algorithm = parse_checksum(row.transfer_checksum)[0]
     except (ValueError, StoreError, ChecksumError) as error:
         raise _cannot_take_bytes(row, str(error)) from error

@@ -116,6 +116,44 @@ def test_area_reached_through_a_symlink_still_works(tmp_path: Path, store: Local
     assert linked.resolve_in_store("a/b") == tmp_path / "mount" / "a" / "b"
 
 
+def recorded_lstats(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The paths the store passes to ``os.lstat`` (which still runs)."""
+    seen: list[str] = []
+    real = os.lstat
+
+    def lstat(path: str) -> os.stat_result:
+        seen.append(os.fspath(path))
+        return real(path)
+
+    monkeypatch.setattr(os, "lstat", lstat)
+    return seen
+
+
+def test_files_side_by_side_share_the_checks_of_their_folders(
+    store: LocalStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (store.staging_path / "batch" / "sub").mkdir(parents=True)
+    names = [f"batch/sub/f{n}" for n in range(5)]
+    seen = recorded_lstats(monkeypatch)
+    plain_dirs: set[str] = set()
+
+    paths = [store.resolve_in_staging(name, plain_dirs) for name in names]
+
+    assert paths == [store.staging_path / name for name in names]
+    assert seen.count(str(store.staging_path / "batch" / "sub")) == 1
+    assert len(seen) == 2 + 5  # each folder once, then each file
+
+
+def test_a_shared_check_still_refuses_a_linked_folder(store: LocalStore, outside: Path) -> None:
+    (store.staging_path / "batch" / "real").mkdir(parents=True)
+    (store.staging_path / "batch" / "link").symlink_to(outside)
+    plain_dirs: set[str] = set()
+    store.resolve_in_staging("batch/real/f", plain_dirs)
+    with pytest.raises(PathEscapeError, match="symlink"):
+        store.resolve_in_staging("batch/link/f", plain_dirs)
+    assert str(store.staging_path / "batch" / "link") not in plain_dirs
+
+
 def test_missing_area_is_unavailable(store: LocalStore) -> None:
     store.store_path.rmdir()
     with pytest.raises(StoreUnavailableError, match="'pot'"):

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import subprocess
+import sys
 from collections.abc import Iterator
 
 import pytest
 
-from librarian_async.cli import build_parser
+from librarian_async.cli import COMMAND_GROUPS, build_parser
 
 from .conftest import Cli
 
@@ -61,3 +63,26 @@ def test_incomplete_commands_are_usage_errors(cli: Cli, argv: tuple[str, ...]) -
     result = cli(*argv)
     assert result.code == 2
     assert "usage: librarian-async" in result.err
+
+
+def top_level_commands(parser: argparse.ArgumentParser) -> set[str]:
+    return {path[0] for path in command_paths(parser) if len(path) == 1}
+
+
+def test_every_command_is_mapped_to_the_group_that_registers_it() -> None:
+    assert top_level_commands(build_parser()) == set(COMMAND_GROUPS)
+    for command in COMMAND_GROUPS:
+        assert command in top_level_commands(build_parser([command, "--help"]))
+
+
+def test_a_command_imports_only_its_own_group() -> None:
+    script = (
+        "import sys\n"
+        "from librarian_async.cli import build_parser\n"
+        "build_parser(['-v', 'run', '--once'])\n"
+        "print(sorted(m for m in sys.modules if m.startswith('librarian_async.cli.')))\n"
+    )
+    loaded = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, check=True
+    ).stdout
+    assert loaded.strip() == "['librarian_async.cli.common', 'librarian_async.cli.running']"

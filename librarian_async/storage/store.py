@@ -100,9 +100,10 @@ class LocalStore:
 
     # --- paths --------------------------------------------------------------------------
 
-    def resolve_in_store(self, name: str) -> Path:
-        """The path of file ``name`` in the store area; raises PathEscapeError if it leaves it."""
-        return self._confine(self.store_path, "store", name)
+    def resolve_in_store(self, name: str, plain_dirs: set[str] | None = None) -> Path:
+        """The path of file ``name`` in the store area; raises PathEscapeError if it leaves it
+        (``plain_dirs``: see :meth:`resolve_in_staging`)."""
+        return self._confine(self.store_path, "store", name, plain_dirs)
 
     def resolve_in_staging(self, relative: str, plain_dirs: set[str] | None = None) -> Path:
         """The path of ``relative`` in the staging area, confined like store names.
@@ -283,6 +284,7 @@ class LocalStore:
         *,
         sync_directory: bool = False,
         sync_data: bool = True,
+        plain_dirs: set[str] | None = None,
     ) -> Path:
         """:meth:`commit` in the calling thread, for callers that commit small files in
         batches; return the file's path in the store.
@@ -294,9 +296,9 @@ class LocalStore:
         that copy between chunks, never a rename. With ``sync_directory=False`` (the
         default) the caller must fsync the returned path's directory itself (once for a
         whole batch, :func:`~librarian_async.storage.checksum.fsync_directory`) before it
-        records the file anywhere.
+        records the file anywhere. ``plain_dirs``: see :meth:`resolve_in_staging`.
         """
-        target = self.resolve_in_store(name)
+        target = self.resolve_in_store(name, plain_dirs)
         self._refuse_symlink(staged)
         self._make_parents(target)
         reference = expected if expected is not None else hash_file_sync(staged, stop=stop)

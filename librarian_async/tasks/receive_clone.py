@@ -359,10 +359,11 @@ def _receive_in_thread(
     ``stop`` or an error ends the loop early, what is committed by then is synced too and
     left in ``results`` to be recorded."""
     try:
-        checks = [(job, _verify(job, stop)) for job in batch]
+        plain_dirs: set[str] = set()  # folders of the batch found not to be links
+        checks = [(job, _verify(job, stop, plain_dirs)) for job in batch]
         sync_files(_staged_paths(checks))
         for job, check in checks:
-            results[job.transfer.id] = _commit(job, check, stop)
+            results[job.transfer.id] = _commit(job, check, stop, plain_dirs)
     finally:
         _sync_directories(results)
 
@@ -372,7 +373,9 @@ def _staged_paths(checks: list[tuple[Job, Verified | Rejected]]) -> list[Path]:
     return [c.staged for _, c in checks if isinstance(c, Verified) and c.staged is not None]
 
 
-def _commit(job: Job, check: Verified | Rejected, stop: threading.Event) -> Result:
+def _commit(
+    job: Job, check: Verified | Rejected, stop: threading.Event, plain_dirs: set[str]
+) -> Result:
     """Install verified staged bytes into the store (a file already there is adopted); a
     rejected check stays rejected."""
     if isinstance(check, Rejected):
@@ -381,7 +384,9 @@ def _commit(job: Job, check: Verified | Rejected, stop: threading.Event) -> Resu
         return Committed(check.digest, check.target)
     staged, name = check.staged, job.transfer.store_path or ""
     try:
-        path = job.disk.commit_sync(staged, name, check.digest, stop, sync_data=False)
+        path = job.disk.commit_sync(
+            staged, name, check.digest, stop, sync_data=False, plain_dirs=plain_dirs
+        )
     except StoreUnavailableError:
         raise
     except FileNotFoundError:  # another run committed it meanwhile: check what it left
@@ -412,12 +417,12 @@ def _sync_directories(results: dict[int, Result]) -> None:
                 results[transfer_id] = Rejected(f"{directory} not synced to disk: {error}")
 
 
-def _verify(job: Job, stop: threading.Event) -> Verified | Rejected:
+def _verify(job: Job, stop: threading.Event, plain_dirs: set[str]) -> Verified | Rejected:
     """Check one staged file; expected problems become a Rejected, a vanished store raises."""
     transfer, disk = job.transfer, job.disk
     if disk is None or transfer.staging_path is None or transfer.store_path is None:
         return Rejected("the transfer names no store, staging directory or file name")
-    return _guarded(lambda: _verify_on(disk, transfer, stop))
+    return _guarded(lambda: _verify_on(disk, transfer, stop, plain_dirs))
 
 
 def _guarded(check: Callable[[], Verified | Rejected]) -> Verified | Rejected:
@@ -433,13 +438,13 @@ def _guarded(check: Callable[[], Verified | Rejected]) -> Verified | Rejected:
 
 
 def _verify_on(
-    disk: LocalStore, transfer: StagedTransfer, stop: threading.Event
+    disk: LocalStore, transfer: StagedTransfer, stop: threading.Event, plain_dirs: set[str]
 ) -> Verified | Rejected:
     conflict = _catalogue_conflict(transfer)
     if conflict is not None:
         return Rejected(conflict)
-    staged = _staged_path(disk, transfer)
-    target = disk.resolve_in_store(transfer.store_path or "")
+    staged = _staged_path(disk, transfer, plain_dirs)
+    target = disk.resolve_in_store(transfer.store_path or "", plain_dirs)
     if staged.is_symlink():
         return Rejected(f"staged {staged} is a symlink")
     try:
@@ -461,14 +466,14 @@ def _verified_on_arrival(transfer: StagedTransfer, staged: Path) -> FileDigest |
     return FileDigest(transfer.checksum, transfer.size)
 
 
-def _staged_path(disk: LocalStore, transfer: StagedTransfer) -> Path:
+def _staged_path(disk: LocalStore, transfer: StagedTransfer, plain_dirs: set[str]) -> Path:
     """``staging_path/upload_name``, refused if it leaves the store's staging area."""
     directory = Path(transfer.staging_path or "")
     if not directory.is_relative_to(disk.staging_path):
         message = f"staging directory {directory} is outside the staging area {disk.staging_path}"
         raise PathEscapeError(f"store {disk.name!r}: {message}")
     relative = directory.relative_to(disk.staging_path).as_posix()
-    return disk.resolve_in_staging(f"{relative}/{transfer.upload_name}")
+    return disk.resolve_in_staging(f"{relative}/{transfer.upload_name}", plain_dirs)
 
 
 def _adopt_target(

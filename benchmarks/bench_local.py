@@ -263,6 +263,12 @@ RUN_TIME = re.compile(r": \w+ in ([\d.]+)s")
 STATS = re.compile(r"stats: loop_lag_max_ms=([\d.]+) peak_rss_mib=([\d.]+)")
 
 
+def usage(pid: int) -> tuple[float, int]:
+    """User + system CPU seconds and minor page faults of a running process so far (/proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK"), int(fields[7])
+
+
 def profiler(name: str) -> list[str]:
     """The interpreter to run, behind ``py-spy record`` when BENCH_PROFILE names a folder
     (collapsed stacks land there; with BENCH_PROFILER=cprofile, cProfile's output of the

@@ -423,20 +423,36 @@ def run_in_rounds(
             break
 
 
-def run_concurrently(case: Case, workers: dict[str, StageWorker], source: Peer) -> None:
+def run_concurrently(
+    case: Case, workers: dict[str, StageWorker], source: Peer, destination: Peer
+) -> None:
     """The stages as ``serve`` runs them: each on its schedule (``every``), concurrently,
-    timed from their start until the source has every transfer COMPLETED."""
+    timed from their start until the source has every transfer COMPLETED; the CPU seconds
+    each process used meanwhile are noted too."""
+    pids = {
+        f"{side} {role}": process.pid
+        for side, peer in ((SOURCE, source), (DESTINATION, destination))
+        for role, process in (("serve", peer.process), ("stages", workers[side].process))
+        if process is not None
+    }
+    used = {name: bench_local.usage(pid) for name, pid in pids.items()}
     started = time.perf_counter()
     for side in (DESTINATION, SOURCE):
         workers[side].start_concurrently([task for owner, task in STAGES if owner == side])
     completed = asyncio.run(wait_until_completed(source, case.files))
     case.wall_seconds = time.perf_counter() - started
+    for name, pid in pids.items():
+        cpu, faults = bench_local.usage(pid)
+        case.cpu[name] = (cpu - used[name][0], faults - used[name][1])
     case.rounds = 1
     for side in (SOURCE, DESTINATION):
         output, code = workers[side].stop_concurrent()
         for task in (task for owner, task in STAGES if owner == side):
             case.stages.append(summed_stage(task, output, code))
     print(f"  {case.label} concurrently: {case.wall_seconds:.2f}s, all COMPLETED: {completed}")
+    spent = ", ".join(f"{name} {cpu:.2f} ({faults:,})" for name, (cpu, faults) in case.cpu.items())
+    total = sum(cpu for cpu, _ in case.cpu.values())
+    print(f"    CPU s (page faults) meanwhile: {spent}; {total:.2f} s in all")
 
 
 async def wait_until_completed(source: Peer, count: int) -> bool:
@@ -618,6 +634,7 @@ class Case:
     serve_rss: tuple[float, float] = (-1.0, -1.0)
     requests: dict[str, Counter[str]] = field(default_factory=dict)
     wall_seconds: float | None = None  # the concurrent mode's whole pipeline
+    cpu: dict[str, tuple[float, int]] = field(default_factory=dict)  # seconds, page faults
 
     @property
     def label(self) -> str:
@@ -748,7 +765,7 @@ def bench_case(args: argparse.Namespace, case: Case, sums: dict[str, str], stamp
         if args.concurrent or not args.processes:
             workers = {side: StageWorker(*configs[side]) for side in configs}
         if args.concurrent:
-            run_concurrently(case, workers, source)
+            run_concurrently(case, workers, source, destination)
         else:
             run_in_rounds(case, configs, workers, state)
         state = asyncio.run(pipeline_state(source, destination))

@@ -1,14 +1,16 @@
-"""How much CPU the ``serve`` process spends receiving an upload body, by socket read size.
+"""How much CPU a uvicorn server spends receiving upload bodies, with and without
+:func:`librarian_async.heap.keep_buffer_pages`.
 
 Run by hand:
 
     .venv/bin/python benchmarks/bench_upload_read.py
 
-A uvicorn server in a child process (httptools, as ``serve`` runs it) answers POSTs with
-an app that only counts the body's bytes; the client sends 1 GiB as 8 streamed requests of
-128 MiB on loopback, as the http transfer method sends a batch. Printed per protocol: the
-server's CPU seconds per GiB (user + system, from /proc) and the wall-clock rate. Hashing
-and writing the files come on top of this in the real endpoint.
+The server is a separate process with our uvicorn configuration (``api.server.uvicorn_config``)
+around an app that only counts the body's bytes; the client sends 1 GiB as 8 streamed
+requests of 128 MiB on loopback, as the http transfer method sends a batch. Printed for
+each round: the server's CPU seconds (user + system) and minor page faults per GiB, from
+/proc, and the wall-clock rate. (The real ``serve`` keeps pieces of the body longer and
+took far fewer page faults: see the heap module.)
 """
 
 from __future__ import annotations
@@ -17,23 +19,28 @@ import asyncio
 import os
 import signal
 import socket
+import subprocess
+import sys
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
 
 import httpx
-import uvicorn
-from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-from librarian_async.api.server import BulkReadProtocol
+sys.path.insert(0, str(Path(__file__).parent))
+from bench_local import usage
 
 MIB = 1024 * 1024
 REQUESTS, REQUEST_MIB = 8, 128
 ROUNDS = 3
+SERVER = """
+import sys
+import uvicorn
+import librarian_async.api.app  # what serve imports
+from librarian_async.api.server import uvicorn_config
+from librarian_async.heap import keep_buffer_pages
 
-
-async def counting_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+async def counting_app(scope, receive, send):
     if scope["type"] != "http":
         return
     received, more = 0, True
@@ -44,25 +51,16 @@ async def counting_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
     await send({"type": "http.response.start", "status": 200, "headers": []})
     await send({"type": "http.response.body", "body": str(received).encode()})
 
+if sys.argv[2] == "kept":
+    keep_buffer_pages()
+uvicorn.Server(uvicorn_config(counting_app, port=int(sys.argv[1]), log_level="warning")).run()
+"""
+
 
 def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return int(probe.getsockname()[1])
-
-
-def start_server(protocol: type[HttpToolsProtocol], port: int) -> int:
-    pid = os.fork()
-    if pid == 0:
-        config = uvicorn.Config(counting_app, port=port, log_level="warning", http=protocol)
-        uvicorn.Server(config).run()
-        os._exit(0)
-    return pid
-
-
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 async def send_gib(port: int) -> None:
@@ -78,24 +76,36 @@ async def send_gib(port: int) -> None:
             assert answer.text == str(REQUEST_MIB * MIB), answer.text
 
 
-def measure(protocol: type[HttpToolsProtocol]) -> None:
+def wait_until_listening(port: int) -> None:
+    for _ in range(100):
+        with socket.socket() as probe:
+            if probe.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.1)
+    raise RuntimeError(f"no server on port {port}")
+
+
+def measure(pages: str) -> None:
     port = free_port()
-    pid = start_server(protocol, port)
+    server = subprocess.Popen([sys.executable, "-c", SERVER, str(port), pages])
     try:
-        time.sleep(1.5)  # start-up
+        wait_until_listening(port)
+        gib = REQUESTS * REQUEST_MIB / 1024
         for _ in range(ROUNDS):
-            used, started = cpu_seconds(pid), time.perf_counter()
+            (cpu, faults), started = usage(server.pid), time.perf_counter()
             asyncio.run(send_gib(port))
             seconds = time.perf_counter() - started
-            gib = REQUESTS * REQUEST_MIB / 1024
-            cpu = (cpu_seconds(pid) - used) / gib
-            rate = gib * 1024 / seconds
-            print(f"{protocol.__name__:18} server CPU {cpu:5.2f} s/GiB  {rate:6.0f} MiB/s")
+            cpu_after, faults_after = usage(server.pid)
+            print(
+                f"buffer pages {pages:5}  server CPU {(cpu_after - cpu) / gib:5.2f} s/GiB  "
+                f"{(faults_after - faults) / gib:9,.0f} page faults/GiB  "
+                f"{gib * 1024 / seconds:6.0f} MiB/s"
+            )
     finally:
-        os.kill(pid, signal.SIGTERM)
-        os.waitpid(pid, 0)
+        server.send_signal(signal.SIGTERM)
+        server.wait()
 
 
 if __name__ == "__main__":
-    for protocol in (HttpToolsProtocol, BulkReadProtocol):
-        measure(protocol)
+    for pages in ("freed", "kept"):
+        measure(pages)

@@ -27,6 +27,7 @@ from librarian_async.cli.common import database
 from librarian_async.cli.running import exit_code, print_stats
 from librarian_async.config import TaskConfig, load_settings, load_task_config
 from librarian_async.context import Context
+from librarian_async.heap import keep_buffer_pages
 from librarian_async.looplag import measure_loop_lag
 from librarian_async.runner import build_scheduler, freeze_startup_objects
 from librarian_async.scheduler import RunResult, Scheduler
@@ -88,4 +89,5 @@ async def serve_stages(config_path: Path) -> None:
 
 
 if __name__ == "__main__":
+    keep_buffer_pages()  # as the CLI does for every command
     asyncio.run(serve_stages(Path(sys.argv[1])))

@@ -10,14 +10,11 @@ from contextlib import contextmanager
 from typing import Any
 
 import uvicorn
-from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from librarian_async.api.app import create_app
 from librarian_async.config import Settings, TaskConfig
 from librarian_async.context import Context
 from librarian_async.runner import freeze_startup_objects, lifespan
-
-SOCKET_READ_SIZE = 1024 * 1024
 
 
 async def serve(app: Context, settings: Settings, config: TaskConfig, host: str, port: int) -> bool:
@@ -29,21 +26,10 @@ async def serve(app: Context, settings: Settings, config: TaskConfig, host: str,
 
 
 def uvicorn_config(web: Any, **options: Any) -> uvicorn.Config:
-    """uvicorn's configuration for our app: our protocol, and no logging set-up of its own
-    (the process's logging stays as configured)."""
-    return uvicorn.Config(web, http=BulkReadProtocol, log_config=None, **options)
-
-
-class BulkReadProtocol(HttpToolsProtocol):
-    """uvicorn's HTTP/1.1 protocol reading up to SOCKET_READ_SIZE bytes from the socket at a
-    time, not asyncio's 256 KiB: every read of an upload's body also pauses and resumes the
-    socket (uvicorn's flow control), so 4x fewer reads cut the server's CPU time per GiB
-    received from 0.8-1.0 s to 0.45-0.6 s (benchmarks/bench_upload_read.py)."""
-
-    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-        super().connection_made(transport)
-        if hasattr(transport, "max_size"):  # the selector event loop's socket transport
-            transport.max_size = SOCKET_READ_SIZE
+    """uvicorn's configuration for our app (the tests serve with it too): httptools parses
+    HTTP (h11, uvicorn's pure-Python fallback, parsed every upload byte in Python), and
+    uvicorn sets up no logging of its own (the process's logging stays as configured)."""
+    return uvicorn.Config(web, http="httptools", log_config=None, **options)
 
 
 class GracefulServer(uvicorn.Server):

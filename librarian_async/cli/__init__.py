@@ -18,6 +18,7 @@ from collections.abc import Sequence
 from librarian_async.cli.common import fail_with, os_problem, print_problems
 from librarian_async.config import load_settings
 from librarian_async.errors import ConfigError, LibrarianError
+from librarian_async.heap import keep_buffer_pages
 
 COMMAND_GROUPS = {  # command: the module of librarian_async.cli that registers it
     "db": "database",
@@ -59,6 +60,7 @@ def _groups_named(argv: Sequence[str] | None) -> list[str]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    keep_buffer_pages()
     argv = sys.argv[1:] if argv is None else argv
     args = build_parser(argv).parse_args(argv)
     try:

@@ -17,8 +17,9 @@ from __future__ import annotations
 
 import ctypes
 import functools
-import sys
 from typing import Any
+
+from librarian_async.libc import libc_function
 
 M_TRIM_THRESHOLD = -1  # <malloc.h>
 M_MMAP_THRESHOLD = -3
@@ -27,7 +28,8 @@ TRIM_THRESHOLD = 32 * 1024 * 1024
 
 
 def keep_buffer_pages() -> bool:
-    """Set both thresholds for this process; False where this is not glibc (nothing done).
+    """Set both thresholds for this process; False where the C library has no mallopt (or
+    refuses them).
 
     Call it early in a process that moves data (the CLI does, for every command)."""
     mallopt = _mallopt()
@@ -39,12 +41,8 @@ def keep_buffer_pages() -> bool:
 
 @functools.cache
 def _mallopt() -> Any | None:
-    if not sys.platform.startswith("linux"):
-        return None
-    try:
-        function = ctypes.CDLL(None).mallopt
-    except (AttributeError, OSError):
-        return None
-    function.argtypes = (ctypes.c_int, ctypes.c_int)
-    function.restype = ctypes.c_int
+    function = libc_function("mallopt")
+    if function is not None:
+        function.argtypes = (ctypes.c_int, ctypes.c_int)
+        function.restype = ctypes.c_int
     return function

@@ -43,6 +43,7 @@ from typing import Any, BinaryIO, Protocol, TypeVar
 import xxhash
 
 from librarian_async.errors import ChecksumError
+from librarian_async.libc import libc_function
 from librarian_async.storage.direct import (
     DIRECT_CHUNK,
     DIRECT_MIN_BYTES,
@@ -553,18 +554,8 @@ def fsync_file(path: Path) -> None:
 
 
 @functools.cache
-def _libc_function(name: str) -> Any | None:
-    """A C library function by name, None where it does not exist (not Linux): callers
-    then fall back to fsync."""
-    try:
-        return getattr(ctypes.CDLL(None, use_errno=True), name)
-    except (AttributeError, OSError):
-        return None
-
-
-@functools.cache
 def _libc_sync_file_range() -> Any | None:
-    function = _libc_function("sync_file_range")
+    function = libc_function("sync_file_range")
     if function is not None:
         function.argtypes = (ctypes.c_int, ctypes.c_longlong, ctypes.c_longlong, ctypes.c_uint)
         function.restype = ctypes.c_int
@@ -585,7 +576,7 @@ def start_writeback(descriptor: int) -> None:
 
 def _syncfs(directory: Path) -> bool:
     """Flush the filesystem holding ``directory``; False when syncfs is not available."""
-    syncfs = _libc_function("syncfs")
+    syncfs = libc_function("syncfs")
     if syncfs is None:
         return False
     descriptor = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)

@@ -348,7 +348,7 @@ async def test_a_failed_direct_write_leaves_no_target(
 
 def recording_syncfs(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """Let the real libc ``syncfs`` run, recording the directory each call was given."""
-    real = checksum._libc_function("syncfs")
+    real = checksum.libc_function("syncfs")
     assert real is not None
     synced: list[str] = []
 
@@ -356,7 +356,7 @@ def recording_syncfs(monkeypatch: pytest.MonkeyPatch) -> list[str]:
         synced.append(os.readlink(f"/proc/self/fd/{descriptor}"))
         return int(real(descriptor))
 
-    monkeypatch.setattr(checksum, "_libc_function", lambda name: syncfs)
+    monkeypatch.setattr(checksum, "libc_function", lambda name: syncfs)
     return synced
 
 
@@ -377,7 +377,7 @@ def test_sync_files_skips_files_moved_on_meanwhile(
     checksum.sync_files(batch)
 
     assert synced == [str(kept)]
-    monkeypatch.setattr(checksum, "_libc_function", lambda name: None)  # fsync each
+    monkeypatch.setattr(checksum, "libc_function", lambda name: None)  # fsync each
     checksum.sync_files(batch)
 
 

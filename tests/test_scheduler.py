@@ -155,11 +155,13 @@ async def test_runs_of_one_entry_never_overlap_and_do_not_burst(app: Context) ->
     assert len(starts) >= 3
     gaps = [later - earlier for earlier, later in itertools.pairwise(starts)]
     assert gaps[0] >= 0.15  # the next run waited for the overrunning one
-    # and no burst of missed ticks followed: every later run starts in a tick of its own
-    # (a run started up to 40 ms late by a slow commit still counts in its tick; a burst
-    # runs several missed ticks back to back, ~10 ms apart, within one tick)
+    # and no burst of missed ticks followed: the later runs never outnumber the ticks they
+    # span. (A burst runs missed ticks back to back, ~10 ms apart, so even one caught-up
+    # tick adds a run. Counting instead of asking for a tick of its own per run: a start
+    # delayed by a slow commit into the next tick, seen on a loaded VM at 40+ ms, is late,
+    # not an extra run.)
     ticks = [math.floor((start - starts[0] + 0.01) / 0.05) for start in starts[1:]]
-    assert all(later > earlier for earlier, later in itertools.pairwise(ticks)), ticks
+    assert len(ticks) <= ticks[-1] - ticks[0] + 1, ticks
 
 
 async def test_stop_lets_a_short_run_finish(app: Context) -> None:

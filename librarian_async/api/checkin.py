@@ -6,7 +6,9 @@ ends in a ``modified`` or an ``unmodified`` list, with a reason for each unmodif
 An id that is unknown, or whose transfer is not the caller's, is unmodified (and has a null
 status); a transfer already in the asked status counts as modified, so a retried call
 succeeds without changing anything. Incoming transfers moved to FAILED or CANCELLED lose
-their staging directory.
+their staging directory. With STAGED, the ``verified_stats`` of the incoming transfers that
+move are recorded (``IncomingTransfer.verified_stat``: receive_clone then trusts those files
+while they are unchanged); others are ignored.
 """
 
 # No ``from __future__ import annotations``: FastAPI must see the handlers' annotations,
@@ -102,6 +104,10 @@ async def update(
             lambda row: may_change_incoming(caller, row),
             new,
         )
+        if new == TransferStatus.STAGED:
+            stats = request.verified_stats
+            verified = {i: stats[i] for i in incoming.to_move if i in stats}
+            await transfers.record_verified_stats(session, verified)
         moved_out = await transfers.move_outgoing(
             session, outgoing.to_move, new, at=now, reason=reason
         )

@@ -18,7 +18,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, RootModel
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, RootModel, StringConstraints
 
 from librarian_async.enums import DeletionPolicy, TransferStatus
 
@@ -191,11 +191,20 @@ class FailResponse(TransferPair):
 
 
 class CheckinUpdateRequest(WireModel):
-    """``source_transfer_ids`` are the callee's outgoing rows, the others its incoming rows."""
+    """``source_transfer_ids`` are the callee's outgoing rows, the others its incoming rows.
+
+    ``verified_stats`` (a librarian_async extension, ignored by other librarians): with
+    ``new_status`` STAGED, the staged files that the sender hashed against their checksums
+    as it wrote them (``local`` method), as incoming transfer id -> stat fingerprint
+    (:data:`librarian_async.transfer.base.VerifiedStats`).
+    """
 
     source_transfer_ids: list[int] = Field(default_factory=list)
     destination_transfer_ids: list[int] = Field(default_factory=list)
     new_status: TransferStatus
+    verified_stats: dict[int, Annotated[str, StringConstraints(max_length=128)]] = Field(
+        default_factory=dict
+    )
 
 
 class CheckinUpdateResponse(WireModel):

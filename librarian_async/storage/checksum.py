@@ -439,21 +439,6 @@ def _closing_descriptor(descriptor: int) -> Iterator[int]:
         os.close(descriptor)
 
 
-def copy_file_sync(source: Path, target: Path, stop: threading.Event | None = None) -> int:
-    """Copy ``source`` (read as a stream: a FIFO works too) to the new path ``target`` in
-    the calling thread, without hashing and without fsync; the bytes copied. For copies
-    whose bytes another party verifies and makes durable; nothing is left at ``target``
-    when it fails."""
-    with (
-        open(source, "rb", buffering=0) as reader,
-        open(target, "xb") as writer,
-        _removed_on_failure(target),
-    ):
-        size = _pump(reader, None, thread_buffer(CHUNK_SIZE), stop, writer)
-        finish_copy(writer, size, sync=False)
-    return size
-
-
 def finish_copy(writer: BinaryIO, size: int, sync: bool) -> None:
     """fsync a finished copy of ``size`` bytes, or, unsynced, hand a big one's bytes to the
     disk now (the caller's later sync finds them already on their way; small ones are left

@@ -34,7 +34,7 @@ from librarian_async.remote.client import PeerClient
 from librarian_async.tasks.base import Report, TaskContext
 from librarian_async.tasks.queued_batches import PeerClients, fail_batch, finish_batch
 from librarian_async.transfer import METHODS
-from librarian_async.transfer.base import FileMove
+from librarian_async.transfer.base import FileMove, VerifiedStats
 
 log = logging.getLogger(__name__)
 S = TransferStatus
@@ -104,22 +104,25 @@ class Consumer:
         attempts = item.retries + 1
         try:
             client = await self.clients.client_for(item.destination)
-            seconds = await self._hand_off(item, client)
+            seconds, verified = await self._hand_off(item, client)
         except asyncio.CancelledError:
             raise
         except Exception as error:  # every failure counts as an attempt; none blocks the queue
             await self._attempt_failed(item, attempts, error)
             return
         await self._consumed(item, seconds)
-        await self._finish(item, client)
+        await self._finish(item, client, verified)
 
     async def _claim(self, item: SendQueueItem) -> bool:
         now = self.app.now()
         async with self.app.sessions.begin() as session:
             return await queue.claim(session, item.id, now=now, lease_until=now + LEASE)
 
-    async def _hand_off(self, item: SendQueueItem, client: PeerClient) -> float:
-        """Tell the peer ONGOING and move the bytes of the batch's live transfers."""
+    async def _hand_off(
+        self, item: SendQueueItem, client: PeerClient
+    ) -> tuple[float, VerifiedStats]:
+        """Tell the peer ONGOING and move the bytes of the batch's live transfers; the
+        seconds it took, and the files the method verified itself."""
         method = METHODS.get(item.transfer_method)
         if method is None:
             raise TransferError(f"unknown transfer method {item.transfer_method!r}")
@@ -130,9 +133,8 @@ class Consumer:
             if move.source_transfer_id in live
         ]
         started = time.monotonic()
-        if moves:
-            await method.send(item.transfer_data.get("fields", {}), moves, client)
-        return time.monotonic() - started
+        verified = await method.send(item.transfer_data.get("fields", {}), moves, client)
+        return time.monotonic() - started, verified
 
     async def _mark_ongoing(self, item: SendQueueItem, client: PeerClient) -> set[int]:
         """Our ids of the batch's transfers that both sides now hold ONGOING."""
@@ -193,9 +195,11 @@ class Consumer:
         self.report.add("batches_sent")
         self.report.add("bytes", sum(int(f.get("size", 0)) for f in files))
 
-    async def _finish(self, item: SendQueueItem, client: PeerClient) -> None:
+    async def _finish(
+        self, item: SendQueueItem, client: PeerClient, verified: VerifiedStats
+    ) -> None:
         try:
-            staged = await finish_batch(self.app, item.id, client)
+            staged = await finish_batch(self.app, item.id, client, verified)
         except PeerError as error:
             log.warning("batch %d: %s not told STAGED yet: %s", item.id, item.destination, error)
             async with self.app.sessions.begin() as session:

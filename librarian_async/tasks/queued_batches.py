@@ -20,6 +20,7 @@ from librarian_async.errors import NotFoundError, PeerError
 from librarian_async.remote import schemas as wire
 from librarian_async.remote.client import PeerClient
 from librarian_async.remote.peers import peer_client
+from librarian_async.transfer.base import VerifiedStats
 
 log = logging.getLogger(__name__)
 S = TransferStatus
@@ -59,16 +60,21 @@ class PeerClients:
             return await peers.librarian_by_name(session, name)
 
 
-async def finish_batch(app: Context, item_id: int, client: PeerClient) -> int:
-    """Tell the peer the batch is STAGED, apply its answer per row, complete the batch.
+async def finish_batch(
+    app: Context, item_id: int, client: PeerClient, verified: VerifiedStats | None = None
+) -> int:
+    """Tell the peer the batch is STAGED (with the stats of the files the method ``verified``),
+    apply its answer per row, complete the batch.
 
     Returns how many transfers are now STAGED. A PeerError leaves the batch consumed and
     unfinished, for check_consumed_queue to try again.
     """
     rows = await _rows(app, item_id, LIVE_AFTER_HAND_OFF)
     if rows:
+        ids = [_remote_id(row) for row in rows]
+        stats = {i: verified[i] for i in ids if i in verified} if verified else {}
         request = wire.CheckinUpdateRequest(
-            destination_transfer_ids=[_remote_id(row) for row in rows], new_status=S.STAGED
+            destination_transfer_ids=ids, new_status=S.STAGED, verified_stats=stats
         )
         answer = await client.checkin_update(request)
         await _apply_staged(app, rows, set(answer.modified_destination_transfer_ids), answer)

@@ -20,6 +20,11 @@ from typing import Any, Protocol
 from librarian_async.remote.client import PeerClient
 
 Fields = Mapping[str, Any]
+VerifiedStats = dict[int, str]
+"""Staged files whose bytes the sender hashed against their checksum as it wrote them: the
+peer's transfer id -> the file's ``stat_fingerprint`` once in place. Sent with the STAGED
+update (``checkin/update``'s ``verified_stats``), so that the receiver does not hash them
+again while they are unchanged."""
 
 
 @dataclass(frozen=True)
@@ -65,9 +70,12 @@ class TransferMethod(Protocol):
         where we run (e.g. ``local`` only when our hostname is listed)."""
         ...
 
-    async def send(self, fields: Fields, moves: Sequence[FileMove], peer: PeerClient) -> None:
-        """Move every file to its staging location, or raise TransferError. Never blocks the
-        event loop; cancellation stops it within one chunk and leaves no partial file at a
+    async def send(
+        self, fields: Fields, moves: Sequence[FileMove], peer: PeerClient
+    ) -> VerifiedStats:
+        """Move every file to its staging location, or raise TransferError; the files it
+        verified itself (none where the receiver verifies). Never blocks the event loop;
+        cancellation stops it within one chunk and leaves no partial file at a
         ``staging_location`` (a temporary sibling, if any, is removed)."""
         ...
 

@@ -2,16 +2,20 @@
 
 Only valid when the receiver lists our hostname (``socket.gethostname()`` or its FQDN): then
 its staging paths name the same places here. Each file is copied to a temporary sibling of
-its staging location, checked for its catalogued size, then renamed over the target, so a
+its staging location, checked, then renamed over the target, so a
 staging location holds either nothing new or a whole file. Many small files are copied per
 worker-thread hop: one hop per 4 KiB file would cost more than the copy.
 
-The bytes are verified once, where it matters: the receiver hashes every staged file
-against the checksum before it ingests it, and a mismatch fails the transfer on both sides
-with the reason. A second hash here would double the CPU of every transfer (md5 runs at
-about the speed of the copy itself) and add no safety at the destination. No fsync either:
-the receiver fsyncs the staged bytes when it commits them to its store; each copy only
-starts its writeback, so the disk writes while the next files are copied.
+The bytes are hashed once, here, as they are copied (big files are written around the page
+cache: :mod:`librarian_async.storage.direct`): a copy whose size or checksum does not match
+the transfer fails at once and leaves nothing staged. Each staged file's stat is returned
+(:data:`~librarian_async.transfer.base.VerifiedStats`) and sent with the STAGED update, so
+the receiver ingests the file without reading it again while it is unchanged (any write,
+replacement or touch changes its ctime, and then the receiver hashes it itself). This is
+the trust the receiver gives the http method's bytes, which are hashed in memory before they
+are written; hashing here instead of at the receiver also means the receiver never reads
+back, from the disk, bytes that were never in its cache. No fsync: the receiver makes the
+staged files durable when it commits them to its store.
 """
 
 from __future__ import annotations
@@ -29,13 +33,13 @@ from librarian_async.storage.checksum import (
     FileDigest,
     checksums_match,
     copy_and_hash_sync,
-    copy_file_sync,
     parse_checksum,
     remove_file_or_tree,
     run_interruptible,
+    stat_fingerprint,
 )
 from librarian_async.storage.store import temporary_sibling
-from librarian_async.transfer.base import Fields, FileMove, group_moves
+from librarian_async.transfer.base import Fields, FileMove, VerifiedStats, group_moves
 
 GROUP_FILES = 256
 GROUP_BYTES = 64 * 1024 * 1024
@@ -59,47 +63,38 @@ class LocalMethod:
         names = {name.lower() for name in listed if isinstance(name, str)}
         return not names.isdisjoint(this_host_names())
 
-    async def send(self, fields: Fields, moves: Sequence[FileMove], peer: PeerClient) -> None:
+    async def send(
+        self, fields: Fields, moves: Sequence[FileMove], peer: PeerClient
+    ) -> VerifiedStats:
+        verified: VerifiedStats = {}
         for group in group_moves(moves, GROUP_FILES, GROUP_BYTES):
-            await run_interruptible(copy_group, group)
+            verified.update(await run_interruptible(copy_group, group))
+        return verified
 
 
-def copy_group(moves: Sequence[FileMove], *, stop: threading.Event | None = None) -> None:
+def copy_group(moves: Sequence[FileMove], *, stop: threading.Event | None = None) -> VerifiedStats:
     """Copy each file in the calling thread; ``stop`` interrupts between chunks."""
-    for move in moves:
-        copy_move(move, stop)
+    return {move.destination_transfer_id: copy_move(move, stop) for move in moves}
 
 
-def copy_move(move: FileMove, stop: threading.Event | None) -> None:
-    """Copy one file to its staging location, or raise TransferError (nothing left behind)."""
+def copy_move(move: FileMove, stop: threading.Event | None) -> str:
+    """Copy and verify one file at its staging location, or raise TransferError (nothing left
+    behind); the staged file's stat fingerprint."""
     target = Path(move.staging_location)
     try:
-        parse_checksum(move.checksum)  # a malformed checksum fails here, not at the peer
+        algorithm = parse_checksum(move.checksum)[0]  # malformed: fails here, not at the peer
         target.parent.mkdir(parents=True, exist_ok=True)
         temporary = temporary_sibling(target)
         try:
-            _require_size(move, _copy(move, temporary, stop))
+            copied = copy_and_hash_sync(move.source, temporary, algorithm, stop, sync=False)
+            _require_checksum(move, copied)
             _replace(temporary, target)
         finally:
             remove_file_or_tree(temporary)
+        return stat_fingerprint(target)
     except (OSError, ChecksumError) as error:
         message = f"local copy of {move.source} to {target} failed: {error}"
         raise TransferError(message) from error
-
-
-def _copy(move: FileMove, target: Path, stop: threading.Event | None) -> int:
-    """Copy ``move.source`` to the new path ``target``; the bytes copied."""
-    if move.source.is_dir():  # a tree is checked here: its checksum is over its whole listing
-        algorithm = parse_checksum(move.checksum)[0]
-        copied = copy_and_hash_sync(move.source, target, algorithm, stop)
-        _require_checksum(move, copied)
-        return copied.size
-    return copy_file_sync(move.source, target, stop)
-
-
-def _require_size(move: FileMove, size: int) -> None:
-    if size != move.size:
-        raise ChecksumError(f"the copy has {size} bytes, expected {move.size}")
 
 
 def _require_checksum(move: FileMove, copied: FileDigest) -> None:

@@ -25,7 +25,7 @@ from pathlib import Path
 from librarian_async.errors import TransferError
 from librarian_async.remote.client import PeerClient
 from librarian_async.storage.checksum import Interrupted, run_interruptible
-from librarian_async.transfer.base import Fields, FileMove
+from librarian_async.transfer.base import Fields, FileMove, VerifiedStats
 from librarian_async.transfer.local import this_host_names
 
 RSYNC = "rsync"
@@ -54,9 +54,11 @@ class RsyncMethod:
             return False
         return shutil.which(RSYNC) is not None
 
-    async def send(self, fields: Fields, moves: Sequence[FileMove], peer: PeerClient) -> None:
+    async def send(
+        self, fields: Fields, moves: Sequence[FileMove], peer: PeerClient
+    ) -> VerifiedStats:
         if not moves:
-            return
+            return {}
         root, relatives = farm_layout(moves)
         farm = tempfile.TemporaryDirectory(prefix="librarian-rsync-")
         try:
@@ -65,6 +67,7 @@ class RsyncMethod:
             await run_rsync(arguments, f"rsync of {len(moves)} files to {arguments[-1]}")
         finally:
             await run_interruptible(_remove_farm, farm)
+        return {}  # the receiver hashes what rsync wrote
 
 
 def farm_layout(moves: Sequence[FileMove]) -> tuple[str, list[str]]:

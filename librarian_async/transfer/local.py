@@ -98,9 +98,10 @@ def copy_move(move: FileMove, stop: threading.Event | None) -> str:
 
 
 def _require_checksum(move: FileMove, copied: FileDigest) -> None:
-    if copied.size != move.size or not checksums_match(copied.checksum, move.checksum):
-        found = f"{copied.checksum} ({copied.size} bytes)"
-        raise ChecksumError(f"the copy has {found}, expected {move.checksum} ({move.size} bytes)")
+    if copied.size != move.size:
+        raise ChecksumError(f"the copy has {copied.size} bytes, expected {move.size}")
+    if not checksums_match(copied.checksum, move.checksum):
+        raise ChecksumError(f"the copy has {copied.checksum}, expected {move.checksum}")
 
 
 def _replace(ready: Path, target: Path) -> None:

@@ -114,6 +114,54 @@ async def test_staged_keeps_staging(client: httpx.AsyncClient, app: Context, sto
     assert directory.exists()
 
 
+async def verified_stat_of(app: Context, transfer_id: int) -> str | None:
+    async with app.sessions() as session:
+        row = await session.get(IncomingTransfer, transfer_id)
+        assert row is not None
+        return row.verified_stat
+
+
+async def test_staged_records_the_verified_stats_of_the_callers_moving_transfers(
+    client: httpx.AsyncClient, app: Context, store: Store
+) -> None:
+    """The sender's stats (``local`` method) are kept only for transfers it may change that
+    move to STAGED now; receive_clone trusts them (tests/tasks/test_receive_clone.py)."""
+    moving = await add_incoming(app, store, status=S.ONGOING, name="moving")
+    staged = await add_incoming(app, store, status=S.STAGED, name="staged")
+    theirs = await add_incoming(app, store, status=S.ONGOING, source="peer-b", name="theirs")
+    failed = await add_incoming(app, store, status=S.FAILED, name="failed")
+    rows = (moving, staged, theirs, failed)
+    body = update(S.STAGED, [row.id for row in rows])
+    body["verified_stats"] = {str(row.id): f"1:2:3:4:{row.id}" for row in rows}
+    reply = (await post(client, "checkin/update", body, "peer-a")).json()
+    assert reply["modified_destination_transfer_ids"] == [moving.id, staged.id]
+    assert await verified_stat_of(app, moving.id) == f"1:2:3:4:{moving.id}"
+    for row in (staged, theirs, failed):
+        assert await verified_stat_of(app, row.id) is None
+
+
+async def test_verified_stats_are_ignored_with_other_statuses(
+    client: httpx.AsyncClient, app: Context, store: Store
+) -> None:
+    row = await add_incoming(app, store, status=S.INITIATED)
+    body = update(S.ONGOING, [row.id])
+    body["verified_stats"] = {str(row.id): "1:2:3:4:5"}
+    reply = (await post(client, "checkin/update", body, "peer-a")).json()
+    assert reply["modified_destination_transfer_ids"] == [row.id]
+    assert await verified_stat_of(app, row.id) is None
+
+
+async def test_an_overlong_verified_stat_is_400(
+    client: httpx.AsyncClient, app: Context, store: Store
+) -> None:
+    row = await add_incoming(app, store, status=S.ONGOING)
+    body = update(S.STAGED, [row.id])
+    body["verified_stats"] = {str(row.id): "9" * 129}
+    response = await post(client, "checkin/update", body, "peer-a")
+    assert response.status_code == 400
+    assert await status_of(app, IncomingTransfer, row.id) == S.ONGOING
+
+
 async def test_unknown_and_unauthorised_ids_are_unmodified(
     client: httpx.AsyncClient, app: Context, store: Store
 ) -> None:

@@ -87,6 +87,13 @@ async def statuses(
         return {status: count for status, count in rows.all()}
 
 
+async def verified_by_sender_or_upload(librarian: Librarian) -> int:
+    """Incoming transfers whose staged file was verified before receive_clone saw it."""
+    async with librarian.app.sessions() as session:
+        found = IncomingTransfer.verified_stat.is_not(None)
+        return int(await session.scalar(select(func.count()).where(found)) or 0)
+
+
 async def remote_copies(librarian: Librarian) -> set[str]:
     async with librarian.app.sessions() as session:
         return set((await session.scalars(select(RemoteInstance.file_name))).all())

@@ -14,10 +14,10 @@ import pytest
 
 from librarian_async.errors import TransferError
 from librarian_async.remote.client import PeerClient
+from librarian_async.storage.checksum import stat_fingerprint
 from librarian_async.transfer.local import LocalMethod
 
 from . import (
-    checksum_of,
     exists,
     files_under,
     make_moves,
@@ -126,16 +126,38 @@ async def test_a_source_of_another_size_is_refused_and_leaves_no_file(
     assert files_under(tmp_path / "staging") == staged_names(tmp_path, moves[:1])
 
 
-async def test_same_size_damage_is_left_for_the_receiver_to_find(
+async def test_same_size_damage_is_refused_at_the_sender_and_leaves_no_file(
     tmp_path: Path, peer: PeerClient
 ) -> None:
-    """The sender does not hash (the receiver verifies every staged file before ingesting
-    it: tests/e2e test_corrupted_staged_file_fails_both_sides_and_is_sent_again)."""
-    moves = make_moves(tmp_path, {"b.uvh5": b"second"})
-    moves[0].source.write_bytes(b"secont")
-    await LocalMethod().send(HERE, moves, peer)
-    assert staged_bytes(moves) == [b"secont"]
-    assert checksum_of(b"secont") != moves[0].checksum
+    """The sender hashes as it copies: a source whose bytes no longer match the catalogue
+    is never staged (the receiver would otherwise trust the stat the sender reports)."""
+    moves = make_moves(tmp_path, {"a.uvh5": b"first", "b.uvh5": b"second"})
+    moves[1].source.write_bytes(b"secont")
+    with pytest.raises(TransferError) as raised:
+        await LocalMethod().send(HERE, moves, peer)
+    message = str(raised.value)
+    assert str(moves[1].source) in message and moves[1].checksum in message
+    assert "\n" not in message
+    assert not exists(moves[1].staging_location)
+    assert files_under(tmp_path / "staging") == staged_names(tmp_path, moves[:1])
+
+
+@pytest.mark.parametrize("size", [4096, 3 * MiB + 5])  # a cached and a direct copy
+async def test_reports_the_stat_of_each_staged_file(
+    tmp_path: Path, peer: PeerClient, size: int
+) -> None:
+    contents = {"a.uvh5": os.urandom(size), "night/b.uvh5": os.urandom(size)}
+    moves = make_moves(tmp_path, contents)
+    verified = await LocalMethod().send(HERE, moves, peer)
+    assert staged_bytes(moves) == source_bytes(moves)
+    assert verified == {
+        move.destination_transfer_id: stat_fingerprint(Path(move.staging_location))
+        for move in moves
+    }
+    await asyncio.sleep(0.05)  # past the kernel's clock tick: timestamps are that coarse
+    write(moves[0].staging_location, contents["a.uvh5"])  # the same bytes, written again
+    changed = stat_fingerprint(Path(moves[0].staging_location))
+    assert changed != verified[moves[0].destination_transfer_id]
 
 
 async def test_a_missing_source_names_the_file(tmp_path: Path, peer: PeerClient) -> None:
@@ -147,30 +169,28 @@ async def test_a_missing_source_names_the_file(tmp_path: Path, peer: PeerClient)
 
 
 async def test_cancelling_a_copy_leaves_no_temporary_file(tmp_path: Path, peer: PeerClient) -> None:
-    """The source is a FIFO that the test feeds, so the copy is caught mid-file for sure."""
-    [move] = make_moves(tmp_path, {"slow.uvh5": b""})
-    fifo = tmp_path / "fifo"
-    os.mkfifo(fifo)
-    move = dataclasses.replace(move, source=fifo, size=2, checksum=checksum_of(b"xy"))
+    """The source is 4 GiB of holes: hashing it takes seconds, so the copy is caught
+    mid-file for sure."""
+    [move] = make_moves(tmp_path, {"big.uvh5": b""})
+    size = 4 * 1024**3
+    os.truncate(move.source, size)
+    move = dataclasses.replace(move, size=size)
     directory = Path(move.staging_location).parent
     sending = asyncio.create_task(LocalMethod().send(HERE, [move], peer))
-    writer = await asyncio.to_thread(open, fifo, "wb", buffering=0)  # once the copy opened it
-    try:
-        writer.write(b"x")
-        await wait_until(lambda: files_under(directory))  # the temporary sibling exists
-        sending.cancel()
-
-        def stopped_or_fed() -> bool:
-            """Wake the copy's blocked read until it has seen its stop flag; the FIFO stays
-            open (no end of file), so the copy can never complete the file meanwhile."""
-            if sending.done():
-                return True
-            writer.write(b"y")
-            return False
-
-        await wait_until(stopped_or_fed)
-    finally:
-        writer.close()
+    await wait_until(lambda: files_under(directory))  # the temporary sibling exists
+    sending.cancel()
     with pytest.raises(asyncio.CancelledError):
         await sending
     assert files_under(directory) == []
+
+
+async def test_a_fifo_is_refused_without_waiting_for_a_writer(
+    tmp_path: Path, peer: PeerClient
+) -> None:
+    [move] = make_moves(tmp_path, {"pipe.uvh5": b""})
+    move.source.unlink()
+    os.mkfifo(move.source)
+    with pytest.raises(TransferError, match="not a regular file or directory") as raised:
+        await asyncio.wait_for(LocalMethod().send(HERE, [move], peer), 10)
+    assert str(move.source) in str(raised.value)
+    assert files_under(tmp_path / "staging") == []

@@ -31,7 +31,7 @@ from librarian_async.db.models import (
 )
 from librarian_async.enums import AuthLevel, DeletionPolicy, TransferStatus
 from librarian_async.scheduler import Scheduler
-from librarian_async.storage.checksum import hash_file_sync, stat_fingerprint
+from librarian_async.storage.checksum import hash_file_sync, stat_fingerprint, sync_files
 from librarian_async.storage.convert import local_store
 from librarian_async.tasks import receive_clone
 
@@ -287,6 +287,38 @@ async def test_a_file_verified_on_arrival_is_not_read_again_unless_it_changed(
     [changed] = await incoming(destination.app, [sent["changed.dat"]])
     assert changed.status == S.FAILED and "checksum" in (changed.failure_reason or "")
     assert destination.stored("kept.dat").read_bytes() == contents["kept.dat"]
+
+
+@pytest.mark.parametrize("verified", [True, False], ids=["verified", "to-hash"])
+async def test_files_verified_on_arrival_share_a_batch_whatever_their_bytes(
+    pair: tuple[Librarian, Librarian], monkeypatch: pytest.MonkeyPatch, verified: bool
+) -> None:
+    """The batch's byte cap counts the bytes to hash: 40 verified files of 300 KiB (12 MiB)
+    are one batch (one sync), the same files unverified more than one."""
+    source, destination = pair
+    contents = {f"f{n:02d}.dat": bytes([n]) * 300 * 1024 for n in range(40)}
+    sent = await stage_files(source, destination, contents)
+    if verified:
+        async with destination.app.sessions.begin() as session:
+            for item in sent:
+                await session.execute(
+                    update(IncomingTransfer)
+                    .where(IncomingTransfer.id == item.incoming_id)
+                    .values(verified_stat=stat_fingerprint(item.staged))
+                )
+    batches: list[int] = []
+
+    def counting_sync(paths: list[Path]) -> None:
+        batches.append(len(paths))
+        sync_files(paths)
+
+    monkeypatch.setattr(receive_clone, "sync_files", counting_sync)
+
+    result = await receive(destination.app)
+
+    assert result.report.counts["received"] == 40
+    assert sum(batches) == 40
+    assert (len(batches) == 1) is verified, batches
 
 
 @pytest.mark.parametrize("inside", [False, True], ids=["to-outside", "to-staging"])

@@ -356,14 +356,17 @@ class StagingWriter:
                 return self._file
             found = self._file.commit()
             if found is None:
-                self.verified[self._file.target.transfer_id] = stat_fingerprint(
-                    self._file.target.path
-                )
+                self._record_verified(self._file.target)
             else:
                 self.mismatched.append((self._file.target, found))
             self._file = None
             self._index += 1
         return None
+
+    def _record_verified(self, target: Target) -> None:
+        fingerprint = stat_fingerprint(target.path)
+        if fingerprint is not None:
+            self.verified[target.transfer_id] = fingerprint
 
     def _open(self, target: Target) -> "StagingFile":
         if target.path.parent not in self._folders:

@@ -521,11 +521,14 @@ def _syncfs_each_filesystem(directories: set[Path]) -> bool:
     return True
 
 
-def stat_fingerprint(path: Path) -> str:
-    """What identifies this exact version of a file: device, inode, size, and modification
-    and change times in nanoseconds (``lstat``). Writing to the file, replacing it or
-    touching it changes the ctime, which no unprivileged process can set back."""
+def stat_fingerprint(path: Path) -> str | None:
+    """What identifies this exact version of a regular file: device, inode, size, and
+    modification and change times in nanoseconds (``lstat``). Writing to the file, replacing
+    it or touching it changes the ctime, which no unprivileged process can set back. None for
+    anything else: a directory's own stat does not change when the files in it do."""
     found = os.lstat(path)
+    if not stat.S_ISREG(found.st_mode):
+        return None
     return f"{found.st_dev}:{found.st_ino}:{found.st_size}:{found.st_mtime_ns}:{found.st_ctime_ns}"
 
 

@@ -74,12 +74,17 @@ class LocalMethod:
 
 def copy_group(moves: Sequence[FileMove], *, stop: threading.Event | None = None) -> VerifiedStats:
     """Copy each file in the calling thread; ``stop`` interrupts between chunks."""
-    return {move.destination_transfer_id: copy_move(move, stop) for move in moves}
+    verified: VerifiedStats = {}
+    for move in moves:
+        fingerprint = copy_move(move, stop)
+        if fingerprint is not None:
+            verified[move.destination_transfer_id] = fingerprint
+    return verified
 
 
-def copy_move(move: FileMove, stop: threading.Event | None) -> str:
+def copy_move(move: FileMove, stop: threading.Event | None) -> str | None:
     """Copy and verify one file at its staging location, or raise TransferError (nothing left
-    behind); the staged file's stat fingerprint."""
+    behind); the staged file's stat fingerprint (None for a tree: the receiver hashes it)."""
     target = Path(move.staging_location)
     try:
         algorithm = parse_checksum(move.checksum)[0]  # malformed: fails here, not at the peer

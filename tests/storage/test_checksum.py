@@ -31,6 +31,7 @@ from librarian_async.storage.checksum import (
     new_hasher,
     parse_checksum,
     run_interruptible,
+    stat_fingerprint,
 )
 from librarian_async.storage.direct import DIRECT_CHUNK, DIRECT_MIN_BYTES
 
@@ -459,3 +460,25 @@ async def test_hashing_does_not_block_the_event_loop(tmp_path: Path) -> None:
         await asyncio.sleep(0)
     await hashing
     assert ticks >= 10
+
+
+# --- stat fingerprints -------------------------------------------------------------------
+
+
+def test_a_fingerprint_changes_with_any_write_and_exists_only_for_regular_files(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "f.dat"
+    path.write_bytes(b"abc")
+    first = stat_fingerprint(path)
+    assert first is not None and first == stat_fingerprint(path)
+    time.sleep(0.05)  # past the kernel's clock tick: timestamps are that coarse
+    path.write_bytes(b"abc")  # the same bytes again
+    assert stat_fingerprint(path) not in (None, first)
+    folder = tmp_path / "tree"
+    folder.mkdir()
+    (folder / "inside.dat").write_bytes(b"x")
+    os.mkfifo(tmp_path / "pipe")
+    os.symlink(path, tmp_path / "link")
+    for other in (folder, tmp_path / "pipe", tmp_path / "link"):
+        assert stat_fingerprint(other) is None

@@ -107,9 +107,10 @@ async def test_a_directory_is_copied_as_a_tree(tmp_path: Path, peer: PeerClient)
         (move.source / name).parent.mkdir(parents=True, exist_ok=True)
         (move.source / name).write_bytes(data)
     move = dataclasses.replace(move, size=103, checksum=tree_checksum(files))
-    await LocalMethod().send(HERE, [move], peer)
+    verified = await LocalMethod().send(HERE, [move], peer)
     staged = Path(move.staging_location)
     assert {name: (staged / name).read_bytes() for name in files} == files
+    assert verified == {}  # a directory's stat does not cover its files: the receiver hashes
 
 
 async def test_a_source_of_another_size_is_refused_and_leaves_no_file(

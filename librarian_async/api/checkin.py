@@ -105,7 +105,7 @@ async def update(
             new,
         )
         if new == TransferStatus.STAGED:
-            stats = request.verified_stats
+            stats = request.verified_stats or {}
             verified = {i: stats[i] for i in incoming.to_move if i in stats}
             await transfers.record_verified_stats(session, verified)
         moved_out = await transfers.move_outgoing(

@@ -196,15 +196,13 @@ class CheckinUpdateRequest(WireModel):
     ``verified_stats`` (a librarian_async extension, ignored by other librarians): with
     ``new_status`` STAGED, the staged files that the sender hashed against their checksums
     as it wrote them (``local`` method), as incoming transfer id -> stat fingerprint
-    (:data:`librarian_async.transfer.base.VerifiedStats`).
+    (:data:`librarian_async.transfer.base.VerifiedStats`); left out of the body when None.
     """
 
     source_transfer_ids: list[int] = Field(default_factory=list)
     destination_transfer_ids: list[int] = Field(default_factory=list)
     new_status: TransferStatus
-    verified_stats: dict[int, Annotated[str, StringConstraints(max_length=128)]] = Field(
-        default_factory=dict
-    )
+    verified_stats: dict[int, Annotated[str, StringConstraints(max_length=128)]] | None = None
 
 
 class CheckinUpdateResponse(WireModel):

@@ -74,7 +74,7 @@ async def finish_batch(
         ids = [_remote_id(row) for row in rows]
         stats = {i: verified[i] for i in ids if i in verified} if verified else {}
         request = wire.CheckinUpdateRequest(
-            destination_transfer_ids=ids, new_status=S.STAGED, verified_stats=stats
+            destination_transfer_ids=ids, new_status=S.STAGED, verified_stats=stats or None
         )
         answer = await client.checkin_update(request)
         await _apply_staged(app, rows, set(answer.modified_destination_transfer_ids), answer)

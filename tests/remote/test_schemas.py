@@ -47,6 +47,23 @@ def test_every_status_travels_as_its_integer(status: TransferStatus) -> None:
     assert round_trip(request) == request
 
 
+def test_verified_stats_travel_only_when_there_are_some() -> None:
+    """Deployed librarians see the STAGED update they know; ours also get the stats."""
+    plain = wire.CheckinUpdateRequest(
+        destination_transfer_ids=[7], new_status=TransferStatus.STAGED
+    )
+    assert plain.model_dump(mode="json", exclude_none=True) == {
+        "source_transfer_ids": [],
+        "destination_transfer_ids": [7],
+        "new_status": int(TransferStatus.STAGED),
+    }
+    stats = {7: "2049:12:1048576:1:2"}
+    request = plain.model_copy(update={"verified_stats": stats})
+    sent = request.model_dump(mode="json", exclude_none=True)
+    assert sent["verified_stats"] == {"7": stats[7]}
+    assert wire.CheckinUpdateRequest.model_validate(sent).verified_stats == stats
+
+
 def test_an_unknown_status_number_is_refused() -> None:
     with pytest.raises(ValidationError):
         wire.CheckinUpdateRequest.model_validate({"new_status": 6})

@@ -188,9 +188,10 @@ class IncomingTransfer(Base):
     callback_attempts: Mapped[int] = counter(0)
     next_callback_at: Mapped[datetime | None]
     failure_reason: Mapped[str | None] = mapped_column(Text)
-    # The staged file's stat (storage.checksum.stat_fingerprint) when the upload endpoint had
-    # verified its size and checksum as the bytes arrived: receive_clone need not read the
-    # file again while it still has exactly this stat (any change to it changes its ctime).
+    # The staged file's stat (storage.checksum.stat_fingerprint) when the upload endpoint, the
+    # ``local`` sender (checkin/update's verified_stats) or a SneakerNet ingest had verified
+    # its size and checksum as the bytes were written: receive_clone need not read the file
+    # again while it still has exactly this stat (any change to it changes its ctime).
     verified_stat: Mapped[str | None] = mapped_column(String(128))
 
 

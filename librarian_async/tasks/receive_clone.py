@@ -6,12 +6,13 @@ checksum of a file already catalogued under its name; the staged bytes at
 ``staging_path/upload_name`` (confined to the store's staging area, never a symlink).
 
 Each file is hashed in a worker thread with the transfer's algorithm and compared with its
-size and checksum (a file that the http upload endpoint or a SneakerNet ingest verified as
-its bytes arrived is not read again while its stat is exactly the one recorded then,
-``verified_stat``: its device, inode, size, mtime and ctime; any write, replacement or touch
-changes the ctime, and re-reading would only hash the same page-cached bytes a second
-time), then committed into the store at ``store_path`` by :meth:`LocalStore.commit_sync` in
-the same thread (no clobbering; an identical file already there is adopted). Files go in
+size and checksum (a file that the http upload endpoint, the ``local`` sender or a
+SneakerNet ingest verified as its bytes were written is not read again while its stat is
+exactly the one recorded then, ``verified_stat``: its device, inode, size, mtime and ctime;
+any write, replacement or touch changes the ctime, and re-reading would only hash the same
+bytes a second time), then committed into the store at ``store_path`` by
+:meth:`LocalStore.commit_sync` in the same thread (no clobbering; an identical file already
+there is adopted). Files go in
 batches (up to ``BATCH_BYTES`` bytes to hash or ``BATCH_FILES`` files a thread call),
 ``concurrency`` batches at a time. A batch's commits skip the directory fsync that a single
 commit makes; once the batch is committed, each distinct directory that received a file is
@@ -461,9 +462,9 @@ def _verify_on(
 
 
 def _verified_on_arrival(transfer: StagedTransfer, staged: Path) -> FileDigest | None:
-    """The transfer's size and checksum when the upload endpoint (or a SneakerNet ingest)
-    verified exactly this version of the staged file as its bytes arrived (same device,
-    inode, size, mtime and ctime); None when the file must be hashed."""
+    """The transfer's size and checksum when the upload endpoint, the ``local`` sender or a
+    SneakerNet ingest verified exactly this version of the staged file as its bytes were
+    written (same device, inode, size, mtime and ctime); None when the file must be hashed."""
     if transfer.verified_stat is None or stat_fingerprint(staged) != transfer.verified_stat:
         return None
     return FileDigest(transfer.checksum, transfer.size)

@@ -20,13 +20,19 @@ S = TransferStatus
 
 
 def update(
-    new: TransferStatus, incoming: Sequence[int] = (), outgoing: Sequence[int] = ()
+    new: TransferStatus,
+    incoming: Sequence[int] = (),
+    outgoing: Sequence[int] = (),
+    verified_stats: dict[int, str] | None = None,
 ) -> dict[str, object]:
-    return {
+    body: dict[str, object] = {
         "source_transfer_ids": list(outgoing),
         "destination_transfer_ids": list(incoming),
         "new_status": int(new),
     }
+    if verified_stats is not None:
+        body["verified_stats"] = {str(key): value for key, value in verified_stats.items()}
+    return body
 
 
 @pytest.mark.parametrize("new", list(S))
@@ -116,9 +122,7 @@ async def test_staged_keeps_staging(client: httpx.AsyncClient, app: Context, sto
 
 async def verified_stat_of(app: Context, transfer_id: int) -> str | None:
     async with app.sessions() as session:
-        row = await session.get(IncomingTransfer, transfer_id)
-        assert row is not None
-        return row.verified_stat
+        return (await session.get_one(IncomingTransfer, transfer_id)).verified_stat
 
 
 async def test_staged_records_the_verified_stats_of_the_callers_moving_transfers(
@@ -131,8 +135,8 @@ async def test_staged_records_the_verified_stats_of_the_callers_moving_transfers
     theirs = await add_incoming(app, store, status=S.ONGOING, source="peer-b", name="theirs")
     failed = await add_incoming(app, store, status=S.FAILED, name="failed")
     rows = (moving, staged, theirs, failed)
-    body = update(S.STAGED, [row.id for row in rows])
-    body["verified_stats"] = {str(row.id): f"1:2:3:4:{row.id}" for row in rows}
+    stats = {row.id: f"1:2:3:4:{row.id}" for row in rows}
+    body = update(S.STAGED, [row.id for row in rows], verified_stats=stats)
     reply = (await post(client, "checkin/update", body, "peer-a")).json()
     assert reply["modified_destination_transfer_ids"] == [moving.id, staged.id]
     assert await verified_stat_of(app, moving.id) == f"1:2:3:4:{moving.id}"
@@ -144,8 +148,7 @@ async def test_verified_stats_are_ignored_with_other_statuses(
     client: httpx.AsyncClient, app: Context, store: Store
 ) -> None:
     row = await add_incoming(app, store, status=S.INITIATED)
-    body = update(S.ONGOING, [row.id])
-    body["verified_stats"] = {str(row.id): "1:2:3:4:5"}
+    body = update(S.ONGOING, [row.id], verified_stats={row.id: "1:2:3:4:5"})
     reply = (await post(client, "checkin/update", body, "peer-a")).json()
     assert reply["modified_destination_transfer_ids"] == [row.id]
     assert await verified_stat_of(app, row.id) is None
@@ -155,8 +158,7 @@ async def test_an_overlong_verified_stat_is_400(
     client: httpx.AsyncClient, app: Context, store: Store
 ) -> None:
     row = await add_incoming(app, store, status=S.ONGOING)
-    body = update(S.STAGED, [row.id])
-    body["verified_stats"] = {str(row.id): "9" * 129}
+    body = update(S.STAGED, [row.id], verified_stats={row.id: "9" * 129})
     response = await post(client, "checkin/update", body, "peer-a")
     assert response.status_code == 400
     assert await status_of(app, IncomingTransfer, row.id) == S.ONGOING

@@ -250,12 +250,13 @@ def _hash_one(path: Path, alg: str, stop: threading.Event | None, buffer: memory
 
 def _pump(
     reader: _Reader,
-    hasher: Hasher | None,
+    hasher: Hasher,
     buffer: memoryview,
     stop: threading.Event | None,
     writer: BinaryIO | None = None,
 ) -> int:
-    """Read all of ``reader`` chunk by chunk into one buffer, hashing and/or copying each.
+    """Read all of ``reader`` chunk by chunk into one buffer, hashing each (and copying it
+    to ``writer`` when given).
 
     A copy hands its written bytes to the disk every ``WRITEBACK_BYTES`` (see
     :func:`start_writeback`), so the disk writes while we hash the next chunks."""
@@ -265,8 +266,7 @@ def _pump(
         count = reader.readinto(buffer) or 0
         if count == 0:
             return size
-        if hasher is not None:
-            hasher.update(buffer[:count])
+        hasher.update(buffer[:count])
         if writer is not None:
             writer.write(buffer[:count])
             unflushed += count

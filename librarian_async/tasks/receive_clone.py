@@ -12,11 +12,11 @@ exactly the one recorded then, ``verified_stat``: its device, inode, size, mtime
 any write, replacement or touch changes the ctime, and re-reading would only hash the same
 bytes a second time), then committed into the store at ``store_path`` by
 :meth:`LocalStore.commit_sync` in the same thread (no clobbering; an identical file already
-there is adopted). Files go in
-batches (up to ``BATCH_BYTES`` bytes to hash or ``BATCH_FILES`` files a thread call),
-``concurrency`` batches at a time. A batch's commits skip the directory fsync that a single
-commit makes; once the batch is committed, each distinct directory that received a file is
-fsynced once (a directory that cannot be synced fails its files).
+there is adopted). Files go in batches (up to ``BATCH_BYTES`` bytes to hash or
+``BATCH_FILES`` files a thread call), ``concurrency`` batches at a time. A batch's commits
+skip the directory fsync that a single commit makes; once the batch is committed, each
+distinct directory that received a file is fsynced once (a directory that cannot be synced
+fails its files).
 
 Writes, per batch in one short transaction: for each committed file, the file row (unless
 catalogued), an instance (``deletion_policy``) and the transfer STAGED -> COMPLETED; for

@@ -2,9 +2,9 @@
 
 Only valid when the receiver lists our hostname (``socket.gethostname()`` or its FQDN): then
 its staging paths name the same places here. Each file is copied to a temporary sibling of
-its staging location, checked, then renamed over the target, so a
-staging location holds either nothing new or a whole file. Many small files are copied per
-worker-thread hop: one hop per 4 KiB file would cost more than the copy.
+its staging location, checked, then renamed over the target, so a staging location holds
+either nothing new or a whole file. Many small files are copied per worker-thread hop: one
+hop per 4 KiB file would cost more than the copy.
 
 The bytes are hashed once, here, as they are copied (big files are written around the page
 cache: :mod:`librarian_async.storage.direct`): a copy whose size or checksum does not match

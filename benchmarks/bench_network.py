@@ -424,7 +424,11 @@ def run_in_rounds(
 
 
 def run_concurrently(
-    case: Case, workers: dict[str, StageWorker], source: Peer, destination: Peer
+    case: Case,
+    workers: dict[str, StageWorker],
+    source: Peer,
+    destination: Peer,
+    timeline: bool = False,
 ) -> None:
     """The stages as ``serve`` runs them: each on its schedule (``every``), concurrently,
     timed from their start until the source has every transfer COMPLETED; the CPU seconds
@@ -439,7 +443,8 @@ def run_concurrently(
     started = time.perf_counter()
     for side in (DESTINATION, SOURCE):
         workers[side].start_concurrently([task for owner, task in STAGES if owner == side])
-    completed = asyncio.run(wait_until_completed(source, case.files))
+    watch = Timeline() if timeline else None
+    completed = asyncio.run(wait_until_completed(source, case.files, watch))
     case.wall_seconds = time.perf_counter() - started
     for name, pid in pids.items():
         cpu, faults = bench_local.usage(pid)
@@ -455,7 +460,39 @@ def run_concurrently(
     print(f"    CPU s (page faults) meanwhile: {spent}; {total:.2f} s in all")
 
 
-async def wait_until_completed(source: Peer, count: int) -> bool:
+class Timeline:
+    """The source's outgoing transfers by status during a concurrent pipeline, printed as
+    they change (--timeline): shows when batches start and end and what waits on what."""
+
+    def __init__(self) -> None:
+        self.started = time.perf_counter()
+        self.last: dict[str, int] = {}
+
+    async def note(self, connection: Any) -> None:
+        by_status = select(OutgoingTransfer.status, func.count()).group_by(OutgoingTransfer.status)
+        rows = (await connection.execute(by_status)).all()
+        counts = {TransferStatus(status).name: int(n) for status, n in rows}
+        if counts != self.last:
+            self.last = counts
+            seen = ", ".join(f"{name} {n}" for name, n in counts.items())
+            print(f"    {time.perf_counter() - self.started:5.2f} s: {seen}", flush=True)
+
+
+def touch_free_memory(margin: int = 1 << 30) -> None:
+    """Write every page of the free memory once, in a child process that then exits.
+
+    On this virtual machine writing never-written memory is slow (measured 2026-11-29:
+    15 GiB in 44 s of kernel time, the same 15 GiB again in 27 s), and ``rsync -a`` writes
+    into new page-cache pages: 1 GiB took it 2.0-4.2 s before and 1.6-1.8 s after. A
+    long-running machine has written all of its memory long ago (--touch-memory)."""
+    found = re.search(r"^MemFree:\s+(\d+) kB", Path("/proc/meminfo").read_text(), re.MULTILINE)
+    size = max(0, int(found.group(1)) * 1024 - margin) if found else 0
+    started = time.perf_counter()
+    subprocess.run([sys.executable, "-c", f"b'\\x01' * {size}"], check=True)
+    print(f"touched {size / 2**30:.1f} GiB of free memory in {time.perf_counter() - started:.1f} s")
+
+
+async def wait_until_completed(source: Peer, count: int, timeline: Timeline | None) -> bool:
     """Poll the source until ``count`` outgoing transfers are COMPLETED (or time is up)."""
     engine = create_engine(source.url)
     query = select(func.count()).where(OutgoingTransfer.status == TransferStatus.COMPLETED)
@@ -463,6 +500,8 @@ async def wait_until_completed(source: Peer, count: int) -> bool:
     try:
         while time.monotonic() < deadline:
             async with engine.connect() as connection:
+                if timeline is not None:
+                    await timeline.note(connection)
                 if (await connection.execute(query)).scalar_one() >= count:
                     return True
             await asyncio.sleep(POLL_SECONDS)
@@ -765,7 +804,7 @@ def bench_case(args: argparse.Namespace, case: Case, sums: dict[str, str], stamp
         if args.concurrent or not args.processes:
             workers = {side: StageWorker(*configs[side]) for side in configs}
         if args.concurrent:
-            run_concurrently(case, workers, source, destination)
+            run_concurrently(case, workers, source, destination, args.timeline)
         else:
             run_in_rounds(case, configs, workers, state)
         state = asyncio.run(pipeline_state(source, destination))
@@ -859,6 +898,17 @@ def main() -> None:
     parser.add_argument(
         "--every", type=float, default=0.25, help="seconds between runs of a stage (--concurrent)"
     )
+    parser.add_argument(
+        "--timeline",
+        action="store_true",
+        help="print the source's transfers by status as they change (--concurrent)",
+    )
+    parser.add_argument(
+        "--touch-memory",
+        action="store_true",
+        help="first write every page of the free memory once, as a long-running machine has "
+        "(rsync -a is 2-3x faster into memory written before on this virtual machine)",
+    )
     args = parser.parse_args()
     args.data.mkdir(parents=True, exist_ok=True)
     stamp = f"{datetime.now(UTC):%m%d%H%M%S}"
@@ -869,6 +919,8 @@ def main() -> None:
     for name in args.sets.split(","):
         everything = bench_local.create_data(args.data, name)
         sets[name] = {key: everything[key] for key in sorted(everything)[: COUNTS[name]]}
+    if args.touch_memory:
+        touch_free_memory()
     print(f"load before: {os.getloadavg()}; package as of {package_snapshot()}", flush=True)
     cases: list[Case] = []
     for backend in args.backends.split(","):

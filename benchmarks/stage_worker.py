@@ -11,9 +11,11 @@ Commands, one per line on standard input:
   line per run that did something (``NAME: OUTCOME in Ns (summary)``), the stats line,
   ``exit=N`` and ``END``.
 
-Between commands the process, its imports and its database engine stay up, as in a
-long-running ``serve``: stages are timed without an interpreter start-up each, and with no
-idle gap in which the disk could flush what an earlier stage wrote.
+The scheduler is built once before ``READY`` (importing every entry's task module, as
+``serve`` does at start-up). Between commands the process, its imports and its database
+engine stay up, as in a long-running ``serve``: stages are timed without an interpreter
+start-up each, and with no idle gap in which the disk could flush what an earlier stage
+wrote.
 """
 
 from __future__ import annotations
@@ -77,6 +79,7 @@ async def serve_stages(config_path: Path) -> None:
     settings = load_settings()
     config = load_task_config(config_path)
     async with database(settings) as app:
+        await build_scheduler(app, config)  # imports every entry's task module, as serve does
         freeze_startup_objects()
         print("READY", flush=True)
         while command := await read_line():

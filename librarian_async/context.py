@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from librarian_async.config import Settings
 from librarian_async.db.engine import SessionMaker, create_engine, create_session_maker
 from librarian_async.db.types import utcnow
+from librarian_async.wakeups import Wakeups
 
 
 @dataclass
@@ -28,6 +29,7 @@ class Context:
     sessions: SessionMaker
     now: Callable[[], datetime] = utcnow
     monotonic: Callable[[], float] = field(default=time.monotonic)
+    wakeups: Wakeups = field(default_factory=Wakeups)
 
 
 @asynccontextmanager

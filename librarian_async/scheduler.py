@@ -3,6 +3,8 @@
 * Each entry runs once at start, then every ``every`` measured from the start of its
   previous run. An overrun starts the next run at once; missed ticks are not made up.
 * Runs of one entry never overlap: the entry's loop awaits each run before the next.
+* A task can wake the entries of another task type (``app.wakeups``, see
+  :mod:`librarian_async.wakeups`): their next run starts at once, or when the current ends.
 * ``soft_timeout``: the task stops taking new items when its budget is spent; after
   ``timeout_grace`` more seconds its in-flight work is cancelled (``asyncio.timeout``).
 * A run that raises is logged with its traceback and recorded; the entry runs again at its
@@ -91,22 +93,27 @@ class Scheduler:
     async def _entry_loop(self, entry: Any) -> None:
         loop = asyncio.get_running_loop()
         every = entry.every.total_seconds()
-        while not self._stopping.is_set():
-            started = loop.time()
-            try:
-                await self.run_entry(entry)
-            except Exception:  # the database itself failed; try again at the next tick
-                log.exception("%s: could not run", entry.task_name)
-            delay = max(0.0, started + every - loop.time())
-            if await self._stopped_within(delay):
-                return
+        with self.app.wakeups.listening(entry.task_type) as woken:
+            while not self._stopping.is_set():
+                started = loop.time()
+                woken.clear()  # a wake-up during the run below counts: it may come too late
+                try:
+                    await self.run_entry(entry)
+                except Exception:  # the database itself failed; try again at the next tick
+                    log.exception("%s: could not run", entry.task_name)
+                delay = max(0.0, started + every - loop.time())
+                if await self._stopped_within(delay, woken):
+                    return
 
-    async def _stopped_within(self, seconds: float) -> bool:
+    async def _stopped_within(self, seconds: float, woken: asyncio.Event) -> bool:
+        """Wait ``seconds``, or less if woken; True when the scheduler is stopping."""
+        waits = [asyncio.ensure_future(event.wait()) for event in (self._stopping, woken)]
         try:
-            await asyncio.wait_for(self._stopping.wait(), timeout=seconds)
-        except TimeoutError:
-            return False
-        return True
+            await asyncio.wait(waits, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for wait in waits:
+                wait.cancel()
+        return self._stopping.is_set()
 
     async def run_entry(self, entry: Any) -> RunResult:
         """One run of one entry, recorded in ``task_runs`` whatever happens."""

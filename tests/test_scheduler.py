@@ -18,6 +18,7 @@ from librarian_async.db.models import ErrorRecord, TaskRun
 from librarian_async.scheduler import Scheduler
 from librarian_async.storage.store import LocalStore
 from librarian_async.tasks.base import Report, TaskContext, TaskFunction
+from librarian_async.wakeups import Wakeups
 
 
 class Entry(TaskEntry):
@@ -162,6 +163,51 @@ async def test_runs_of_one_entry_never_overlap_and_do_not_burst(app: Context) ->
     # not an extra run.)
     ticks = [math.floor((start - starts[0] + 0.01) / 0.05) for start in starts[1:]]
     assert len(ticks) <= ticks[-1] - ticks[0] + 1, ticks
+
+
+async def test_a_woken_entry_runs_at_once_and_never_overlaps(app: Context) -> None:
+    """An hourly entry runs again as soon as another task wakes it; a wake-up during its run
+    gives one more run right after it, never a run beside it."""
+    starts: list[float] = []
+    running = most_at_once = 0
+    wakes = 0
+
+    async def hourly(task: TaskContext, params: Entry) -> Report:
+        nonlocal running, most_at_once
+        starts.append(asyncio.get_running_loop().time())
+        running += 1
+        most_at_once = max(most_at_once, running)
+        await asyncio.sleep(0.1)
+        running -= 1
+        return task.report
+
+    async def waker(task: TaskContext, params: OtherEntry) -> Report:
+        nonlocal wakes
+        await asyncio.sleep(0.02)  # during the hourly entry's first run
+        for _ in range(3):  # several wake-ups before it could run again: one more run
+            task.app.wakeups.wake("test")
+            wakes += 1
+        return task.report
+
+    entries = [entry("hourly", 3600), entry("waker", 3600, kind=OtherEntry)]
+    scheduler = Scheduler(app, entries, {"test": hourly, "other": waker})
+    await run_for(scheduler, 0.5)
+
+    assert wakes == 3
+    assert len(starts) == 2, starts
+    assert most_at_once == 1
+
+
+def test_waking_a_task_type_nobody_listens_to_does_nothing() -> None:
+    wakeups = Wakeups()
+    wakeups.wake("consume_queue")
+    with wakeups.listening("consume_queue") as woken:
+        assert not woken.is_set()
+        wakeups.wake("receive_clone")
+        assert not woken.is_set()
+        wakeups.wake("consume_queue")
+        assert woken.is_set()
+    wakeups.wake("consume_queue")  # the listener left: nothing to set, no error
 
 
 async def test_stop_lets_a_short_run_finish(app: Context) -> None:

@@ -243,6 +243,7 @@ class Sender:
         remote_ids = {move.source_transfer_id: move.destination_transfer_id for move in moves}
         async with self.task.app.sessions.begin() as session:
             await sending.queue_batch(session, item, remote_ids)
+        self.task.app.wakeups.wake("consume_queue")  # its bytes can move now, not next tick
         self.report.add("queued", len(rows))
         self.report.add("queued_bytes", sum(row.transfer_size for row in rows))
 

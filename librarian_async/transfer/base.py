@@ -12,14 +12,18 @@ left in staging).
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import asyncio
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from librarian_async.remote.client import PeerClient
 
+T = TypeVar("T")
 Fields = Mapping[str, Any]
+GROUPS_AT_ONCE = 2
+"""Groups of one batch moved at the same time (see :func:`move_groups`)."""
 VerifiedStats = dict[int, str]
 """Staged files whose bytes the sender hashed against their checksum as it wrote them: the
 peer's transfer id -> the file's ``stat_fingerprint`` once in place. Sent with the STAGED
@@ -99,3 +103,29 @@ def group_moves(moves: Sequence[FileMove], max_files: int, max_bytes: int) -> li
     if current:
         groups.append(current)
     return groups
+
+
+async def move_groups(
+    groups: Sequence[list[FileMove]],
+    move: Callable[[list[FileMove]], Awaitable[T]],
+    at_once: int = GROUPS_AT_ONCE,
+) -> list[T]:
+    """``move(group)`` for every group, ``at_once`` of them at a time; their results in order.
+
+    Moving a batch is CPU-bound (its bytes are hashed as they go), so a batch moved alone,
+    as the first and last of a queue are, would otherwise keep one core busy of several. The
+    first failure cancels the other groups (each waits for its worker thread) and is raised
+    as it is, not wrapped in an ExceptionGroup.
+    """
+    limit = asyncio.Semaphore(at_once)
+
+    async def limited(group: list[FileMove]) -> T:
+        async with limit:
+            return await move(group)
+
+    try:
+        async with asyncio.TaskGroup() as tasks:
+            running = [tasks.create_task(limited(group)) for group in groups]
+    except ExceptionGroup as failed:
+        raise failed.exceptions[0] from None
+    return [task.result() for task in running]

@@ -39,7 +39,13 @@ from librarian_async.storage.checksum import (
     stat_fingerprint,
 )
 from librarian_async.storage.store import temporary_sibling
-from librarian_async.transfer.base import Fields, FileMove, VerifiedStats, group_moves
+from librarian_async.transfer.base import (
+    Fields,
+    FileMove,
+    VerifiedStats,
+    group_moves,
+    move_groups,
+)
 
 GROUP_FILES = 256
 GROUP_BYTES = 64 * 1024 * 1024
@@ -66,10 +72,9 @@ class LocalMethod:
     async def send(
         self, fields: Fields, moves: Sequence[FileMove], peer: PeerClient
     ) -> VerifiedStats:
-        verified: VerifiedStats = {}
-        for group in group_moves(moves, GROUP_FILES, GROUP_BYTES):
-            verified.update(await run_interruptible(copy_group, group))
-        return verified
+        groups = group_moves(moves, GROUP_FILES, GROUP_BYTES)
+        copied = await move_groups(groups, functools.partial(run_interruptible, copy_group))
+        return {transfer: stat for group in copied for transfer, stat in group.items()}
 
 
 def copy_group(moves: Sequence[FileMove], *, stop: threading.Event | None = None) -> VerifiedStats:

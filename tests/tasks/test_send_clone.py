@@ -48,6 +48,21 @@ async def test_a_file_the_peer_already_holds_becomes_a_remote_copy(
         assert [f["source_transfer_id"] for f in item.transfer_data["files"]] == [3]
 
 
+async def test_queueing_a_batch_wakes_the_queue_consumer(
+    database_url: str, second_database_url: str, tmp_path: Path
+) -> None:
+    async with librarian_pair(database_url, second_database_url, tmp_path) as (source, _):
+        with source.app.wakeups.listening("consume_queue") as woken:
+            [idle] = await run_tasks(source, SOURCE_CONFIG, "Clone sender")
+            assert idle.outcome == "ok" and not woken.is_set()  # nothing queued, no wake-up
+
+            await add_files(source, FILES)
+            [sent] = await run_tasks(source, SOURCE_CONFIG, "Clone sender")
+
+        assert sent.report.counts["queued"] == 3
+        assert woken.is_set()
+
+
 async def test_no_usable_transfer_method_fails_the_batch_on_both_sides(
     database_url: str, second_database_url: str, tmp_path: Path
 ) -> None:

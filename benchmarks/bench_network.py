@@ -478,20 +478,6 @@ class Timeline:
             print(f"    {time.perf_counter() - self.started:5.2f} s: {seen}", flush=True)
 
 
-def touch_free_memory(margin: int = 1 << 30) -> None:
-    """Write every page of the free memory once, in a child process that then exits.
-
-    On this virtual machine writing never-written memory is slow (measured 2026-11-29:
-    15 GiB in 44 s of kernel time, the same 15 GiB again in 27 s), and ``rsync -a`` writes
-    into new page-cache pages: 1 GiB took it 2.0-4.2 s before and 1.6-1.8 s after. A
-    long-running machine has written all of its memory long ago (--touch-memory)."""
-    found = re.search(r"^MemFree:\s+(\d+) kB", Path("/proc/meminfo").read_text(), re.MULTILINE)
-    size = max(0, int(found.group(1)) * 1024 - margin) if found else 0
-    started = time.perf_counter()
-    subprocess.run([sys.executable, "-c", f"b'\\x01' * {size}"], check=True)
-    print(f"touched {size / 2**30:.1f} GiB of free memory in {time.perf_counter() - started:.1f} s")
-
-
 async def wait_until_completed(source: Peer, count: int, timeline: Timeline | None) -> bool:
     """Poll the source until ``count`` outgoing transfers are COMPLETED (or time is up)."""
     engine = create_engine(source.url)
@@ -903,12 +889,6 @@ def main() -> None:
         action="store_true",
         help="print the source's transfers by status as they change (--concurrent)",
     )
-    parser.add_argument(
-        "--touch-memory",
-        action="store_true",
-        help="first write every page of the free memory once, as a long-running machine has "
-        "(rsync -a is 2-3x faster into memory written before on this virtual machine)",
-    )
     args = parser.parse_args()
     args.data.mkdir(parents=True, exist_ok=True)
     stamp = f"{datetime.now(UTC):%m%d%H%M%S}"
@@ -919,8 +899,6 @@ def main() -> None:
     for name in args.sets.split(","):
         everything = bench_local.create_data(args.data, name)
         sets[name] = {key: everything[key] for key in sorted(everything)[: COUNTS[name]]}
-    if args.touch_memory:
-        touch_free_memory()
     print(f"load before: {os.getloadavg()}; package as of {package_snapshot()}", flush=True)
     cases: list[Case] = []
     for backend in args.backends.split(","):

@@ -1,7 +1,8 @@
 """consume_queue: hand queued batches to their transfer method and move their bytes.
 
 For each due batch (highest priority, then oldest; peers with transfers disabled are left
-alone), at most ``peer_inflight_limit`` batches at a time per peer:
+alone), at most ``peer_inflight_limit`` batches at a time per peer; a batch that becomes due
+during the run (send_clone wakes the run when it queues one) starts beside those in flight:
 
 1. claim it (counts the attempt and leases the batch, see :mod:`librarian_async.db.queue`);
 2. ``checkin/update`` ONGOING on the peer, our rows ONGOING (rows the peer refuses fail);
@@ -75,19 +76,26 @@ class Consumer:
         self.seen: list[int] = []
 
     async def consume_all(self) -> None:
-        while not self.task.budget.spent():
-            page = await self._due_page()
-            if not page:
-                return
-            self.seen.extend(item.id for item in page)
+        """Keep up to :data:`PAGE` due batches started (each waits for its peer's in-flight
+        limit); look for more whenever one ends or send_clone queues one, until none is left.
+        """
+        running: set[asyncio.Task[None]] = set()
+        with self.app.wakeups.listening("consume_queue") as queued:
             async with asyncio.TaskGroup() as group:
-                for item in page:
-                    group.create_task(self._consume_limited(item))
+                while not self.task.budget.spent():
+                    queued.clear()
+                    page = await self._due_page(PAGE - len(running)) if len(running) < PAGE else []
+                    self.seen.extend(item.id for item in page)
+                    running |= {group.create_task(self._consume_limited(i)) for i in page}
+                    running = {task for task in running if not task.done()}
+                    if not running:
+                        return
+                    await _first_of(running, queued)
 
-    async def _due_page(self) -> Sequence[SendQueueItem]:
+    async def _due_page(self, limit: int) -> Sequence[SendQueueItem]:
         async with self.app.sessions() as session:
             return await queue.due_items(
-                session, now=self.app.now(), after_ids=self.seen, limit=PAGE
+                session, now=self.app.now(), after_ids=self.seen, limit=limit
             )
 
     async def _consume_limited(self, item: SendQueueItem) -> None:
@@ -207,3 +215,12 @@ class Consumer:
             self.report.add("awaiting_check")
             return
         self.report.add("staged", staged)
+
+
+async def _first_of(running: set[asyncio.Task[None]], queued: asyncio.Event) -> None:
+    """Return when one of ``running`` has ended or ``queued`` is set."""
+    waiting = asyncio.ensure_future(queued.wait())
+    try:
+        await asyncio.wait({*running, waiting}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        waiting.cancel()

@@ -399,7 +399,10 @@ async def test_run_cut_short_mid_copy_leaves_no_partial_file_and_only_final_rows
 ) -> None:
     huge = await add_sparse_file(app, source, "huge.bin", 4 * 1024**3)
 
-    result = await run_clone(app, timeout_grace=0.1, soft_timeout=timedelta(seconds=0.3))
+    # The copy must have started before the budget is spent (a run whose budget runs out
+    # first takes no file and ends "ok": seen once under load with 0.3 s), and cannot end
+    # within it: hashing 4 GiB takes 4.5 s or more at MD5's ~900 MB/s.
+    result = await run_clone(app, timeout_grace=0.1, soft_timeout=timedelta(seconds=1))
 
     assert result.outcome == "timed_out"
     [transfer] = await rows(app, CloneTransfer)

@@ -33,10 +33,14 @@ class Context:
 
 
 @asynccontextmanager
-async def open_context(settings: Settings) -> AsyncIterator[Context]:
-    """Build a Context from settings and dispose of its resources on exit."""
+async def open_context(
+    settings: Settings, wakeups: Wakeups | None = None
+) -> AsyncIterator[Context]:
+    """Build a Context from settings and dispose of its resources on exit; ``wakeups``
+    shared with another context of the process (serve's API and its background tasks)."""
     engine = create_engine(settings.resolved_database_url)
+    sessions = create_session_maker(engine)
     try:
-        yield Context(settings=settings, engine=engine, sessions=create_session_maker(engine))
+        yield Context(settings, engine, sessions, wakeups=wakeups or Wakeups())
     finally:
         await engine.dispose()

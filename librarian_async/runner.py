@@ -33,6 +33,7 @@ from librarian_async.errors import ConfigError
 from librarian_async.scheduler import Scheduler
 from librarian_async.tasks import REGISTRY
 from librarian_async.tasks.base import TaskFunction
+from librarian_async.wakeups import Wakeups
 
 log = logging.getLogger(__name__)
 
@@ -80,16 +81,19 @@ async def build_scheduler(
 
 @asynccontextmanager
 async def background_runner(
-    settings: Settings | None = None, config: TaskConfig | None = None
+    settings: Settings | None = None,
+    config: TaskConfig | None = None,
+    wakeups: Wakeups | None = None,
 ) -> AsyncIterator[Scheduler]:
-    """Run the configured background tasks for as long as the ``async with`` block lasts.
+    """Run the configured background tasks for as long as the ``async with`` block lasts
+    (``wakeups``: shared with the API's context, so that its requests can wake tasks).
 
     On exit the scheduler stops starting runs, lets in-flight runs finish within
     ``settings.shutdown_grace`` seconds, cancels the rest and closes the database.
     """
     settings = settings or _load_settings()
     config = config if config is not None else task_config_of(settings)
-    async with open_context(settings) as app:
+    async with open_context(settings, wakeups) as app:
         scheduler = await build_scheduler(app, config)
         runner = asyncio.create_task(scheduler.run_forever(), name="librarian-background")
         try:
@@ -102,13 +106,16 @@ async def background_runner(
 
 
 def lifespan(
-    settings: Settings | None = None, config: TaskConfig | None = None
+    settings: Settings | None = None,
+    config: TaskConfig | None = None,
+    wakeups: Wakeups | None = None,
 ) -> Callable[[Any], AbstractAsyncContextManager[None]]:
-    """A Starlette/FastAPI ``lifespan`` that runs the background tasks beside the app."""
+    """A Starlette/FastAPI ``lifespan`` that runs the background tasks beside the app (pass
+    the app context's ``wakeups``, and a STAGED ``checkin/update`` wakes receive_clone)."""
 
     @asynccontextmanager
     async def run_beside(app: Any) -> AsyncIterator[None]:
-        async with background_runner(settings, config) as scheduler:
+        async with background_runner(settings, config, wakeups) as scheduler:
             if hasattr(app, "state"):
                 app.state.scheduler = scheduler
             yield

@@ -36,6 +36,7 @@ from librarian_async.runner import background_runner, build_scheduler, lifespan
 from librarian_async.scheduler import Scheduler
 from librarian_async.tasks import REGISTRY
 from librarian_async.tasks.base import TaskFunction
+from librarian_async.wakeups import Wakeups
 
 T = TypeVar("T")
 Lifespan = Callable[[Any], AbstractAsyncContextManager[None]]
@@ -320,6 +321,25 @@ async def test_runner_block_runs_the_entry(
     assert run.finished_at is not None
     assert [result.outcome for result in scheduler.last_results.values()] == ["ok"]
     assert other_tasks() == set()
+
+
+async def test_a_wake_up_through_the_given_wakeups_runs_the_hourly_entry_again(
+    app: Context, settings: Settings, tmp_path: Path
+) -> None:
+    """serve passes its API context's wakeups, so that a request can wake a task."""
+    await catalogue_file(app, tmp_path)
+    wakeups = Wakeups()
+    async with background_runner(settings, integrity_config("main-store"), wakeups) as scheduler:
+        assert scheduler.app.wakeups is wakeups
+        await eventually(lambda: finished_ok_run(app), "the first run")
+        wakeups.wake("check_integrity")
+        ok_runs = [run for run in await runs_of(app) if run.outcome == "ok"]
+
+        async def second_run() -> bool:
+            return len([run for run in await runs_of(app) if run.outcome == "ok"]) >= 2
+
+        await eventually(second_run, "a second run, an hour early")
+    assert len(ok_runs) == 1
 
 
 async def test_exit_cancels_run_in_progress_within_shutdown_grace(

@@ -116,6 +116,8 @@ async def update(
         )
     if ends_staging(new):
         await unstage(api, moved_in)
+    if new == TransferStatus.STAGED and moved_in:
+        api.context.wakeups.wake("receive_clone")  # under serve: ingest now, not next tick
     return _update_response(
         outgoing.outcome(moved_out), incoming.outcome([m.transfer_id for m in moved_in])
     )

@@ -19,7 +19,7 @@ from librarian_async.runner import freeze_startup_objects, lifespan
 
 async def serve(app: Context, settings: Settings, config: TaskConfig, host: str, port: int) -> bool:
     """Serve until SIGTERM/SIGINT; False when the server never started."""
-    web = create_app(app, lifespan=lifespan(settings, config))
+    web = create_app(app, lifespan=lifespan(settings, config, app.wakeups))
     server = GracefulServer(uvicorn_config(web, host=host, port=port, lifespan="on"))
     await server.serve()
     return bool(server.started)

@@ -120,6 +120,20 @@ async def test_staged_keeps_staging(client: httpx.AsyncClient, app: Context, sto
     assert directory.exists()
 
 
+async def test_a_staged_update_wakes_receive_clone_when_a_transfer_moved(
+    client: httpx.AsyncClient, app: Context, store: Store
+) -> None:
+    ongoing = await add_incoming(app, store, status=S.ONGOING, name="ongoing")
+    fresh = await add_incoming(app, store, status=S.INITIATED, name="fresh")
+    theirs = await add_incoming(app, store, status=S.ONGOING, source="peer-b", name="theirs")
+    with app.wakeups.listening("receive_clone") as woken:
+        await post(client, "checkin/update", update(S.ONGOING, [fresh.id]), "peer-a")
+        await post(client, "checkin/update", update(S.STAGED, [theirs.id]), "peer-a")
+        assert not woken.is_set()  # nothing became STAGED: nothing to receive
+        await post(client, "checkin/update", update(S.STAGED, [ongoing.id]), "peer-a")
+        assert woken.is_set()
+
+
 async def verified_stat_of(app: Context, transfer_id: int) -> str | None:
     async with app.sessions() as session:
         return (await session.get_one(IncomingTransfer, transfer_id)).verified_stat

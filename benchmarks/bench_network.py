@@ -110,6 +110,7 @@ class Peer:
     port: int
     key: str
     log_level: str = "WARNING"
+    background: Path | None = None  # the task configuration serve runs (--serve)
     process: subprocess.Popen[bytes] | None = None
     serve_rss_mib: float = -1.0
 
@@ -123,6 +124,8 @@ class Peer:
             "LIBRARIAN_LOG_LEVEL": log_level,
         }
         env.pop("LIBRARIAN_BACKGROUND_CONFIG", None)
+        if self.background is not None:
+            env["LIBRARIAN_BACKGROUND_CONFIG"] = str(self.background)
         return env
 
     @property
@@ -478,6 +481,25 @@ class Timeline:
             print(f"    {time.perf_counter() - self.started:5.2f} s: {seen}", flush=True)
 
 
+def run_under_serve(
+    case: Case, source: Peer, destination: Peer, configs: tuple[Path, Path], timeline: bool
+) -> None:
+    """The seed's configurations as written (hourly) inside both ``serve`` processes, as
+    deployed: the destination is serving first, then timed from the start of the source's
+    ``serve`` (start-up included) until it has every transfer COMPLETED. Only each entry's
+    first run and the wake-ups can move the files within the hour."""
+    source.background, destination.background = configs
+    destination.start()
+    destination.wait_until_serving()
+    started = time.perf_counter()
+    source.start()
+    watch = Timeline() if timeline else None
+    completed = asyncio.run(wait_until_completed(source, case.files, watch))
+    case.wall_seconds = time.perf_counter() - started
+    case.rounds = 1
+    print(f"  {case.label} under serve: {case.wall_seconds:.2f}s, all COMPLETED: {completed}")
+
+
 async def wait_until_completed(source: Peer, count: int, timeline: Timeline | None) -> bool:
     """Poll the source until ``count`` outgoing transfers are COMPLETED (or time is up)."""
     engine = create_engine(source.url)
@@ -722,8 +744,8 @@ class Case:
         rate, rsync_rate = self.megabytes / self.seconds, self.megabytes / self.rsync_seconds
         run_rate = self.megabytes / self.run_seconds
         stages = " ".join(f"{self.stage_seconds(task):7.2f}" for _, task in STAGES)
-        rss = max(stage.peak_rss_mib for stage in self.stages)
-        lag = max(stage.loop_lag_ms for stage in self.stages)
+        rss = max((stage.peak_rss_mib for stage in self.stages), default=-1.0)
+        lag = max((stage.loop_lag_ms for stage in self.stages), default=-1.0)
         outcome = "ok" if not self.problems else "FAIL"
         return (
             f"{self.backend:10} {self.method:5} {self.data_set:6} {self.files:6d} {self.batch:5d} "
@@ -773,23 +795,27 @@ def bench_case(args: argparse.Namespace, case: Case, sums: dict[str, str], stamp
     destination = Peer(DESTINATION, urls[1], folder / DESTINATION, ports[1], key, level)
     asyncio.run(prepare_source(source, destination, data, case.data_set, sums))
     asyncio.run(prepare_destination(destination, source, case.method))
-    every = args.every if args.concurrent else None
+    every = args.every if args.concurrent and not args.serve else None
     source_config, destination_config = write_configs(folder, case.batch, case.files, every)
     configs = {SOURCE: (source, source_config), DESTINATION: (destination, destination_config)}
     workers: dict[str, StageWorker] = {}
     try:
-        for peer in (source, destination):
-            peer.start()
-        for peer in (source, destination):
-            peer.wait_until_serving()
+        if not args.serve:
+            for peer in (source, destination):
+                peer.start()
+            for peer in (source, destination):
+                peer.wait_until_serving()
         warm_files(data, listing)
         case.add_rsync(*rsync_baseline(data, listing, folder / "rsync-before"))
         warm_files(data, listing)
         flush_dirty_pages()
         state = asyncio.run(pipeline_state(source, destination))
-        if args.concurrent or not args.processes:
+        if not args.serve and (args.concurrent or not args.processes):
             workers = {side: StageWorker(*configs[side]) for side in configs}
-        if args.concurrent:
+        if args.serve:
+            paths = (source_config, destination_config)
+            run_under_serve(case, source, destination, paths, args.timeline)
+        elif args.concurrent:
             run_concurrently(case, workers, source, destination, args.timeline)
         else:
             run_in_rounds(case, configs, workers, state)
@@ -883,6 +909,12 @@ def main() -> None:
     )
     parser.add_argument(
         "--every", type=float, default=0.25, help="seconds between runs of a stage (--concurrent)"
+    )
+    parser.add_argument(
+        "--serve",
+        action="store_true",
+        help="run the seed's configurations as written (hourly) inside both serve processes, "
+        "timed from the source's start: only first runs and wake-ups move the files",
     )
     parser.add_argument(
         "--timeline",

@@ -12,7 +12,7 @@ store's store_path is the data folder, so setting up copies nothing) and a *dest
 with one new store offering only that method, registered with each other as in
 tests/librarians.py (user ``source`` READAPPEND at the destination, user ``destination``
 CALLBACK at the source, peer credentials Fernet-encrypted). Both run as real ``serve``
-processes on free loopback ports, without background tasks.
+processes on free loopback ports, without background tasks (but with --serve).
 
 Timed: the seed's inter-librarian pipeline in one warm process per librarian
 (benchmarks/stage_worker.py: each stage runs exactly as ``run --once --stats --only NAME``
@@ -22,7 +22,9 @@ By default the stages run one after the other, in order: "Clone sender", "Queue 
 every transfer is COMPLETED on both sides. With ``--concurrent`` they run as ``serve`` runs
 them: each entry on its own schedule (``every`` = --every seconds), concurrently, timed
 until the source has every transfer COMPLETED. ``--processes`` runs each stage as its own
-``run --once`` process instead (start-up included). Configurations: the seed's
+``run --once`` process instead (start-up included). ``--serve`` runs the configurations,
+hourly as written, inside both ``serve`` processes (only first runs and wake-ups can move
+the files), timed from the source's start. Configurations: the seed's
 examples/inter-librarian-*.json with the soft timeouts removed, ``send_batch_size`` from
 --batch-sizes and ``files_per_run`` = the file count.
 

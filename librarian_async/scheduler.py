@@ -96,7 +96,9 @@ class Scheduler:
         with self.app.wakeups.listening(entry.task_type) as woken:
             while not self._stopping.is_set():
                 started = loop.time()
-                woken.clear()  # a wake-up during the run below counts: it may come too late
+                # A wake-up during the run below may come after it looked for work: it still
+                # starts the next run at once.
+                woken.clear()
                 try:
                     await self.run_entry(entry)
                 except Exception:  # the database itself failed; try again at the next tick

@@ -3,7 +3,9 @@
 ``send_clone`` queues batches for ``consume_queue``; with both on hourly schedules, a batch
 would otherwise wait up to an hour before its bytes move. A woken entry starts its next run
 at once, or as soon as its current run ends (runs of one entry still never overlap); its
-``every`` remains the longest wait between runs. Only entries of the same process listen.
+``every`` remains the longest wait between runs. Only entries of the same process listen;
+under ``serve`` the API shares the runner's wakeups, so that a ``checkin/update`` to STAGED
+wakes ``receive_clone``.
 """
 
 from __future__ import annotations

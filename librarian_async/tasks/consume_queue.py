@@ -22,7 +22,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Sequence
 from datetime import timedelta
 
 from librarian_async.config import ConsumeQueueConfig
@@ -73,30 +72,37 @@ class Consumer:
         self.task, self.app, self.clients = task, task.app, clients
         self.report = task.report
         self.limits: dict[str, asyncio.Semaphore] = {}
-        self.seen: list[int] = []
+        self.started: set[int] = set()  # never twice in one run, even if still due
 
     async def consume_all(self) -> None:
         """Keep up to :data:`PAGE` due batches started (each waits for its peer's in-flight
         limit); look for more whenever one ends or send_clone queues one, until none is left.
         """
-        running: set[asyncio.Task[None]] = set()
+        running: dict[asyncio.Task[None], int] = {}  # -> the id of the task's batch
         with self.app.wakeups.listening("consume_queue") as queued:
             async with asyncio.TaskGroup() as group:
                 while not self.task.budget.spent():
                     queued.clear()
-                    page = await self._due_page(PAGE - len(running)) if len(running) < PAGE else []
-                    self.seen.extend(item.id for item in page)
-                    running |= {group.create_task(self._consume_limited(i)) for i in page}
-                    running = {task for task in running if not task.done()}
+                    for item in await self._new_due(PAGE - len(running), [*running.values()]):
+                        running[group.create_task(self._consume_limited(item))] = item.id
+                    running = {task: i for task, i in running.items() if not task.done()}
                     if not running:
                         return
-                    await _first_of(running, queued)
+                    await _first_of(set(running), queued)
 
-    async def _due_page(self, limit: int) -> Sequence[SendQueueItem]:
+    async def _new_due(self, room: int, in_flight: list[int]) -> list[SendQueueItem]:
+        """At most ``room`` due batches this run has not started. A batch it ended is no
+        longer due (consumed, failed or waiting for its retry), so the query leaves out only
+        those in flight: a list of at most :data:`PAGE` ids, whatever the run's length."""
+        if room <= 0:
+            return []
         async with self.app.sessions() as session:
-            return await queue.due_items(
-                session, now=self.app.now(), after_ids=self.seen, limit=limit
+            page = await queue.due_items(
+                session, now=self.app.now(), after_ids=in_flight, limit=room
             )
+        fresh = [item for item in page if item.id not in self.started]
+        self.started.update(item.id for item in fresh)
+        return fresh
 
     async def _consume_limited(self, item: SendQueueItem) -> None:
         limit = self.limits.setdefault(

@@ -25,6 +25,7 @@ from typing import Any
 from librarian_async.context import Context
 from librarian_async.db import runs
 from librarian_async.tasks.base import Budget, Report, TaskContext, TaskFunction
+from librarian_async.wakeups import wait_first
 
 log = logging.getLogger(__name__)
 
@@ -109,12 +110,7 @@ class Scheduler:
 
     async def _stopped_within(self, seconds: float, woken: asyncio.Event) -> bool:
         """Wait ``seconds``, or less if woken; True when the scheduler is stopping."""
-        waits = [asyncio.ensure_future(event.wait()) for event in (self._stopping, woken)]
-        try:
-            await asyncio.wait(waits, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            for wait in waits:
-                wait.cancel()
+        await wait_first((self._stopping, woken), at_most=seconds)
         return self._stopping.is_set()
 
     async def run_entry(self, entry: Any) -> RunResult:

@@ -11,8 +11,9 @@ wakes ``receive_clone``.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
+from typing import Any
 
 
 class Wakeups:
@@ -36,3 +37,18 @@ class Wakeups:
         """Ask every listening entry of ``task_type`` to run now (a no-op if none listens)."""
         for event in self._listeners.get(task_type, ()):
             event.set()
+
+
+async def wait_first(
+    events: Iterable[asyncio.Event],
+    tasks: Iterable[asyncio.Future[Any]] = (),
+    at_most: float | None = None,
+) -> None:
+    """Return once one of ``events`` is set or one of ``tasks`` has ended, or after
+    ``at_most`` seconds; the tasks are left as they are."""
+    waits = [asyncio.ensure_future(event.wait()) for event in events]
+    try:
+        await asyncio.wait({*waits, *tasks}, timeout=at_most, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for wait in waits:
+            wait.cancel()

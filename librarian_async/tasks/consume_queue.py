@@ -35,6 +35,7 @@ from librarian_async.tasks.base import Report, TaskContext
 from librarian_async.tasks.queued_batches import PeerClients, fail_batch, finish_batch
 from librarian_async.transfer import METHODS
 from librarian_async.transfer.base import FileMove, VerifiedStats
+from librarian_async.wakeups import wait_first
 
 log = logging.getLogger(__name__)
 S = TransferStatus
@@ -88,7 +89,7 @@ class Consumer:
                     running = {task: i for task, i in running.items() if not task.done()}
                     if not running:
                         return
-                    await _first_of(set(running), queued)
+                    await wait_first([queued], running)
 
     async def _new_due(self, room: int, in_flight: list[int]) -> list[SendQueueItem]:
         """At most ``room`` due batches this run has not started. A batch it ended is no
@@ -221,12 +222,3 @@ class Consumer:
             self.report.add("awaiting_check")
             return
         self.report.add("staged", staged)
-
-
-async def _first_of(running: set[asyncio.Task[None]], queued: asyncio.Event) -> None:
-    """Return when one of ``running`` has ended or ``queued`` is set."""
-    waiting = asyncio.ensure_future(queued.wait())
-    try:
-        await asyncio.wait({*running, waiting}, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        waiting.cancel()

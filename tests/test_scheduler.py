@@ -77,7 +77,11 @@ async def test_overrunning_task_is_cancelled_in_grace_and_leaves_no_partial_file
     assert elapsed < 0.2 + 0.3 + 2.0  # cancelled within the grace (plus one chunk and slack)
     assert store.leftover_temporaries() == []
     written = sorted(store.store_path.iterdir())
-    assert written == sorted(copies)  # every file at a final path is a finished copy
+    # Every copy the task saw finish is there. One more may be: a cancellation that lands
+    # while the final rename runs lets the rename finish (the file is complete; a retry
+    # adopts it) and only then reaches the task.
+    assert set(copies) <= set(written)
+    assert len(written) - len(copies) <= 1
     assert all(path.stat().st_size == source.stat().st_size for path in written)
     [row] = await task_rows(app)
     assert row.outcome == "timed_out"

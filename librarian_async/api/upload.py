@@ -61,11 +61,10 @@ from librarian_async.storage.checksum import (
     stat_fingerprint,
 )
 from librarian_async.storage.direct import (
-    DIRECT_CHUNK,
     DIRECT_MIN_BYTES,
     DirectFile,
-    aligned_buffer,
     create_direct,
+    direct_buffers,
 )
 from librarian_async.storage.store import LocalStore, temporary_sibling
 
@@ -297,7 +296,7 @@ class StagingWriter:
         self.verified: dict[int, str] = {}  # transfer id -> stat of its staged file
         self._index = 0
         self._file: StagingFile | None = None
-        self._direct_buffer: memoryview | None = None  # shared by its files, one at a time
+        self._direct_buffers: tuple[memoryview, memoryview] | None = None  # a file at a time
         self._folders: set[Path] = set()  # made already: one mkdir each, not one per file
 
     def write(self, piece: Sequence[bytes], *, stop: threading.Event | None = None) -> None:
@@ -374,25 +373,28 @@ class StagingWriter:
             self._folders.add(target.path.parent)
         if target.size < DIRECT_MIN_BYTES:
             return StagingFile(target, None)
-        if self._direct_buffer is None:
-            self._direct_buffer = aligned_buffer(DIRECT_CHUNK)
-        return StagingFile(target, self._direct_buffer)
+        if self._direct_buffers is None:
+            # The request's own: its pieces are written by whichever worker thread is free.
+            self._direct_buffers = direct_buffers(reuse=False)
+        return StagingFile(target, self._direct_buffers)
 
 
 class StagingFile:
     """One file being received: a temporary sibling of its staging file, hashed as it grows.
 
-    With a ``direct_buffer`` it is written around the page cache where the filesystem allows
+    With ``direct_buffers`` it is written around the page cache where the filesystem allows
     (:mod:`librarian_async.storage.direct`): receive_clone moves it into the store without
     reading it again, so caching its pages would only push other data out.
     """
 
-    def __init__(self, target: Target, direct_buffer: memoryview | None) -> None:
+    def __init__(
+        self, target: Target, direct_buffers: tuple[memoryview, memoryview] | None
+    ) -> None:
         self.target = target
         self.left = target.size
         self.temporary = temporary_sibling(target.path)  # its folder exists (StagingWriter)
         self._hasher = new_hasher(target.algorithm)
-        self._file = _create(self.temporary, direct_buffer)
+        self._file = _create(self.temporary, direct_buffers, target.size)
 
     def write(self, data: memoryview) -> None:
         self._file.write(data)
@@ -422,10 +424,13 @@ class StagingFile:
         remove_file_or_tree(self.temporary)
 
 
-def _create(path: Path, direct_buffer: memoryview | None) -> DirectFile | BinaryIO:
-    """A new file at ``path``: direct with a buffer where the filesystem allows, else cached."""
-    if direct_buffer is not None and (descriptor := create_direct(path)) is not None:
-        return DirectFile(descriptor, direct_buffer)
+def _create(
+    path: Path, direct_buffers: tuple[memoryview, memoryview] | None, size: int
+) -> DirectFile | BinaryIO:
+    """A new file of ``size`` bytes at ``path``: direct with buffers where the filesystem
+    allows, else cached."""
+    if direct_buffers is not None and (descriptor := create_direct(path)) is not None:
+        return DirectFile(descriptor, direct_buffers, size)
     return open(path, "xb")  # closed by StagingFile.commit or discard
 
 

@@ -35,7 +35,7 @@ import stat
 import string
 import threading
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO, Protocol, TypeVar
@@ -45,11 +45,11 @@ import xxhash
 from librarian_async.errors import ChecksumError
 from librarian_async.libc import libc_function
 from librarian_async.storage.direct import (
-    DIRECT_CHUNK,
     DIRECT_MIN_BYTES,
+    DirectFile,
     create_direct,
+    direct_buffers,
     thread_buffer,
-    write_direct,
 )
 
 DEFAULT_ALGORITHM = "md5"
@@ -374,10 +374,12 @@ def _copy_one(
     hasher = new_hasher(alg)
     with open(source, "rb", buffering=0) as reader:
         direct = None
-        if os.fstat(reader.fileno()).st_size >= DIRECT_MIN_BYTES:
+        length = os.fstat(reader.fileno()).st_size
+        if length >= DIRECT_MIN_BYTES:
             direct = create_direct(target)
         if direct is not None:
-            size = _copy_direct(reader, hasher, stop, direct, target, sync, len(buffer))
+            file = DirectFile(direct, direct_buffers(), length)
+            size = _copy_direct(reader, hasher, stop, file, target, sync, len(buffer))
         else:
             with open(target, "xb") as writer, _removed_on_failure(target):
                 size = _pump(reader, hasher, buffer, stop, writer)
@@ -389,24 +391,26 @@ def _copy_direct(
     reader: _Reader,
     hasher: Hasher,
     stop: threading.Event | None,
-    descriptor: int,
+    file: DirectFile,
     target: Path,
     sync: bool,
     chunk_size: int,
 ) -> int:
-    """Copy into the open direct ``descriptor`` (closed here): read and hash in chunks of
-    ``chunk_size`` straight into an aligned buffer, write it a :data:`DIRECT_CHUNK` at a
-    time (see :mod:`librarian_async.storage.direct`)."""
-    buffer = thread_buffer(DIRECT_CHUNK)
+    """Copy into the new direct ``file`` (closed here): read and hash in chunks of
+    ``chunk_size`` straight into its aligned buffers; it writes each full one while the next
+    fills (see :mod:`librarian_async.storage.direct`)."""
     size = 0
-    with _closing_descriptor(descriptor), _removed_on_failure(target):
-        while filled := _fill(reader, hasher, buffer, chunk_size, stop):
-            write_direct(descriptor, buffer[:filled])
+    with _removed_on_failure(target), closing(file):
+        while True:
+            space = file.space()
+            filled = _fill(reader, hasher, space, chunk_size, stop)
+            file.filled(filled)
             size += filled
-            if filled < len(buffer):
+            if filled < len(space):
                 break
+        file.finish()
         if sync:
-            os.fsync(descriptor)
+            os.fsync(file.descriptor)
     return size
 
 
@@ -429,14 +433,6 @@ def _fill(
         hasher.update(chunk[:count])
         filled += count
     return filled
-
-
-@contextmanager
-def _closing_descriptor(descriptor: int) -> Iterator[int]:
-    try:
-        yield descriptor
-    finally:
-        os.close(descriptor)
 
 
 def finish_copy(writer: BinaryIO, size: int, sync: bool) -> None:

@@ -18,9 +18,11 @@ from __future__ import annotations
 
 import errno
 import fcntl
+import functools
 import mmap
 import os
 import threading
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 DIRECT_MIN_BYTES = 256 * 1024
@@ -30,6 +32,8 @@ DIRECT_CHUNK = 1024 * 1024
 """Bytes gathered per direct write."""
 DIRECT_ALIGNMENT = 4096
 """Alignment of direct writes: the logical block size is 512 or 4096 on the disks we know."""
+WRITER_THREADS = 4
+"""Threads writing :class:`DirectFile` buffers in the background, for all files at once."""
 
 _buffers = threading.local()
 
@@ -70,6 +74,14 @@ def thread_buffer(size: int, slot: int = 0) -> memoryview:
     return cache[size, slot]
 
 
+def direct_buffers(*, reuse: bool = True) -> tuple[memoryview, memoryview]:
+    """Two aligned buffers for a :class:`DirectFile`: the calling thread's own pair (for one
+    file at a time, closed before the next), or with ``reuse=False`` a new pair."""
+    if reuse:
+        return thread_buffer(DIRECT_CHUNK, 0), thread_buffer(DIRECT_CHUNK, -1)
+    return aligned_buffer(DIRECT_CHUNK), aligned_buffer(DIRECT_CHUNK)
+
+
 def write_direct(descriptor: int, data: memoryview) -> None:
     """Write ``data`` (in an aligned buffer) at the descriptor's aligned offset; a length that
     is not a whole number of blocks must be the file's end, written through the cache."""
@@ -99,31 +111,81 @@ def _stop_direct(descriptor: int) -> bool:
 
 
 class DirectFile:
-    """A new file written around the page cache from chunks of any size: they are gathered
-    in ``buffer`` (aligned, a multiple of the block size) and written a buffer at a time."""
+    """A new file written around the page cache, a buffer at a time, in the background.
 
-    def __init__(self, descriptor: int, buffer: memoryview) -> None:
+    Bytes are gathered in one of two aligned buffers (a multiple of the block size); a full
+    buffer goes to a writer thread while the caller fills the other, so reading and hashing
+    the next bytes overlap the device's write of the last ones (a direct write returns only
+    once the device has the bytes: done in line, every copy would wait for the disk at each
+    buffer). One write is in flight at a time, so the file grows in order. Its error is
+    raised by the next call that waits for it (:meth:`filled`, :meth:`write`,
+    :meth:`finish`). The buffer that holds the file's last bytes (by ``size``, the length
+    the file will have) is written in line: nothing would overlap it, and a hop to another
+    thread costs a 1 MiB file more than it gains.
+    """
+
+    def __init__(self, descriptor: int, buffers: tuple[memoryview, memoryview], size: int) -> None:
         self.descriptor = descriptor
-        self._buffer = buffer
+        self._filling, self._spare = buffers
         self._filled = 0
+        self._unwritten = size  # bytes to come, including those in the buffers
+        self._in_flight: Future[None] | None = None
+
+    def space(self) -> memoryview:
+        """The free end of the buffer being filled: fill its start, then call :meth:`filled`."""
+        return self._filling[self._filled :]
+
+    def filled(self, count: int) -> None:
+        """``count`` more bytes are in the buffer (at the start of the last :meth:`space`)."""
+        self._filled += count
+        if self._filled == len(self._filling):
+            self._write_behind()
 
     def write(self, data: memoryview) -> None:
+        """Copy ``data`` into the buffers (any length)."""
         while data:
-            count = min(len(data), len(self._buffer) - self._filled)
-            self._buffer[self._filled : self._filled + count] = data[:count]
-            self._filled += count
+            space = self.space()
+            count = min(len(data), len(space))
+            space[:count] = data[:count]
+            self.filled(count)
             data = data[count:]
-            if self._filled == len(self._buffer):
-                write_direct(self.descriptor, self._buffer)
-                self._filled = 0
 
     def finish(self) -> None:
         """Write what is still gathered: the file is complete (not yet durable)."""
-        write_direct(self.descriptor, self._buffer[: self._filled])
+        self._wait()
+        write_direct(self.descriptor, self._filling[: self._filled])
         self._filled = 0
 
     def close(self) -> None:
-        """Close the descriptor (once: later calls do nothing, like a file object's)."""
-        if self.descriptor >= 0:
-            descriptor, self.descriptor = self.descriptor, -1
-            os.close(descriptor)
+        """Let a write in flight end, then close the descriptor (once: later calls do
+        nothing). That write's error is not raised here: :meth:`finish` raises it."""
+        if self.descriptor < 0:
+            return
+        if self._in_flight is not None:
+            self._in_flight.exception()  # waits
+            self._in_flight = None
+        descriptor, self.descriptor = self.descriptor, -1
+        os.close(descriptor)
+
+    def _write_behind(self) -> None:
+        self._wait()  # the spare buffer is free, and the file's offset is where we left it
+        full = self._filling
+        self._unwritten -= len(full)
+        if self._unwritten <= 0:
+            write_direct(self.descriptor, full)
+        else:
+            self._in_flight = _writer_threads().submit(write_direct, self.descriptor, full)
+            self._filling, self._spare = self._spare, full
+        self._filled = 0
+
+    def _wait(self) -> None:
+        in_flight, self._in_flight = self._in_flight, None
+        if in_flight is not None:
+            in_flight.result()
+
+
+@functools.cache
+def _writer_threads() -> ThreadPoolExecutor:
+    """The threads that run direct writes in the background (each waits for a device, not a
+    core; a file has at most one write in flight, so more files than threads just queue)."""
+    return ThreadPoolExecutor(WRITER_THREADS, thread_name_prefix="direct-write")

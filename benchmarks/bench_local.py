@@ -271,15 +271,17 @@ def usage(pid: int) -> tuple[float, int]:
 
 def profiler(name: str) -> list[str]:
     """The interpreter to run, behind ``py-spy record`` when BENCH_PROFILE names a folder
-    (collapsed stacks land there; with BENCH_PROFILER=cprofile, cProfile's output of the
-    event loop's thread); profiled timings are not comparable."""
+    (collapsed stacks land there, sampled BENCH_PYSPY_RATE times a second, 200 unless set;
+    with BENCH_PROFILER=cprofile, cProfile's output of the event loop's thread); profiled
+    timings are not comparable."""
     folder = os.environ.get("BENCH_PROFILE")
     if not folder:
         return [sys.executable]
     if os.environ.get("BENCH_PROFILER") == "cprofile":  # the event loop's thread only
         return [sys.executable, "-m", "cProfile", "-o", str(Path(folder) / f"{name}.prof")]
     output = Path(folder) / f"{name}.txt"
-    command = ["py-spy", "record", "--format", "raw", "--rate", "200", "-o", str(output)]
+    rate = os.environ.get("BENCH_PYSPY_RATE", "200")
+    command = ["py-spy", "record", "--format", "raw", "--rate", rate, "-o", str(output)]
     command += [*os.environ.get("BENCH_PYSPY_FLAGS", "").split(), "--"]
     return [*command, sys.executable]
 

@@ -77,7 +77,7 @@ def thread_buffer(size: int, slot: int = 0) -> memoryview:
 def direct_buffers(*, reuse: bool = True) -> tuple[memoryview, memoryview]:
     """Two aligned buffers for a :class:`DirectFile`: the calling thread's own pair (for one
     file at a time, closed before the next), or with ``reuse=False`` a new pair."""
-    if reuse:
+    if reuse:  # slot -1: apart from the read-ahead's buffers of this size (slots 1-4)
         return thread_buffer(DIRECT_CHUNK, 0), thread_buffer(DIRECT_CHUNK, -1)
     return aligned_buffer(DIRECT_CHUNK), aligned_buffer(DIRECT_CHUNK)
 

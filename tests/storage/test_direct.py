@@ -62,13 +62,25 @@ def test_full_buffers_are_written_behind_and_the_last_in_line(
 def test_filling_the_next_buffer_overlaps_the_write_of_the_last(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    record_writes(monkeypatch, delay=0.3)
     file = new_direct_file(tmp_path / "f", 2 * DIRECT_CHUNK)
-    started = time.monotonic()
+    real_write = os.write
+    release, done = threading.Event(), threading.Event()
+
+    def held_write(descriptor: int, data: bytes) -> int:
+        if descriptor != file.descriptor:
+            return real_write(descriptor, data)
+        release.wait(timeout=10)  # an in-line write would hold the caller here
+        written = real_write(descriptor, data)
+        done.set()
+        return written
+
+    monkeypatch.setattr(os, "write", held_write)
     file.write(memoryview(bytes(DIRECT_CHUNK)))  # the first buffer goes to a writer thread
     file.write(memoryview(bytes(DIRECT_CHUNK // 2)))  # the second fills meanwhile
-    assert time.monotonic() - started < 0.3
+    assert not done.is_set()  # both calls returned while the first write was still held
+    release.set()
     file.close()
+    assert done.is_set()
 
 
 def test_close_waits_for_the_write_in_flight(

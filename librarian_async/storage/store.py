@@ -220,7 +220,11 @@ class LocalStore:
             remove_file_or_tree(real)
             return
         if real.is_dir() and not real.is_symlink():
-            remove_file_or_tree(self._confine(real, "staging", inner))
+            try:
+                target = self._confine(real, "staging", inner)
+            except StoreUnavailableError:
+                return  # gone since: the transfers sharing it were removed by another call
+            remove_file_or_tree(target)
             _remove_empty_parents(real, inner)
         else:  # not the directory it should be: nothing of another transfer can be inside
             remove_file_or_tree(real)

@@ -223,7 +223,8 @@ class LocalStore:
             try:
                 target = self._confine(real, "staging", inner)
             except StoreUnavailableError:
-                return  # gone since: the transfers sharing it were removed by another call
+                self.ensure_available()  # the area itself gone (unmounted) is still an error
+                return  # only the directory is gone: the calls for its other transfers took it
             remove_file_or_tree(target)
             _remove_empty_parents(real, inner)
         else:  # not the directory it should be: nothing of another transfer can be inside

@@ -271,25 +271,34 @@ def test_remove_staging_dir_with_an_upload_name_removes_only_that_transfers_file
     assert store.staging_path.is_dir()
 
 
+@pytest.mark.parametrize("gone", ["directory", "staging area"])
 def test_remove_staging_dir_of_a_shared_directory_removed_meanwhile_is_no_error(
-    store: LocalStore, monkeypatch: pytest.MonkeyPatch
+    store: LocalStore, monkeypatch: pytest.MonkeyPatch, gone: str
 ) -> None:
     """Transfers of one batch share a staging directory and are unstaged by different
     calls (receive_clone's threads, the API): the call that finds the directory gone
     after checking it (the others removed their files and the emptied directory) has
-    nothing left to do, and must not report the store as missing."""
+    nothing left to do, and must not report the store as missing - unless the whole
+    staging area went (unmounted) meanwhile."""
     directory = store.make_staging_dir("batch")
     real_lstat = os.lstat
 
     def lstat_after_another_remover(path: str | os.PathLike[str]) -> os.stat_result:
         if os.fspath(path) == os.fspath(directory / "a") and directory.exists():
-            os.rmdir(directory)  # the other call removes the emptied directory just now
+            if gone == "directory":
+                os.rmdir(directory)  # the other call removes the emptied directory just now
+            else:
+                store.staging_path.rename(store.staging_path.with_name("unmounted"))
         return real_lstat(path)
 
     monkeypatch.setattr(os, "lstat", lstat_after_another_remover)
-    store.remove_staging_dir(directory, "a/f")
+    if gone == "directory":
+        store.remove_staging_dir(directory, "a/f")
+        assert store.staging_path.is_dir()
+    else:
+        with pytest.raises(StoreUnavailableError):
+            store.remove_staging_dir(directory, "a/f")
     assert not directory.exists()
-    assert store.staging_path.is_dir()
 
 
 def test_remove_staging_dir_refuses_an_upload_name_that_leaves_it(
